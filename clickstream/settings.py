@@ -1,0 +1,144 @@
+"""One frozen settings object per service, read from `CLICKSTREAM_*` environment variables.
+
+Every field's description is its documentation (`clickstream settings` prints them all).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, computed_field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service shares: where the broker and the store are."""
+
+    model_config = SettingsConfigDict(env_prefix="CLICKSTREAM_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default=Path(".clickstream"),
+        description="Working directory for embedded data (chDB store, salts, run state, logs).",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers, host:port[,host:port]. Unset: `clickstream up` "
+        "starts the embedded Tansu broker and sets this for its services.",
+    )
+    broker_profile: Literal["auto", "kafka", "embedded"] = Field(
+        default="auto",
+        description="`embedded` turns on the compatibility layer for the embedded Tansu broker "
+        "(true end offsets; short group timeouts). `kafka` for real Kafka. `auto`: embedded "
+        "when kafka_bootstrap is unset or points at a broker `clickstream up` started.",
+    )
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="clickhouse://user:pass@host:9000/db for a ClickHouse server (native "
+        "protocol via clickhouse-driver). Unset: embedded chDB in $CLICKSTREAM_HOME/chdb.",
+    )
+    topic_prefix: str = Field(
+        default="clickstream", description="Prefix of every Kafka topic (clickstream.raw, ...)."
+    )
+    topic_partitions: int = Field(
+        default=4, ge=1, le=1024,
+        description="Partitions of the pipeline topics when this project creates them.",
+    )
+    log_json: bool = Field(default=False, description="Log one JSON object per line.")
+    log_level: str = Field(default="INFO", description="Python log level.")
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v and urlsplit(v).scheme not in ("clickhouse", "clickhouses"):
+            raise ValueError("clickhouse_url must look like clickhouse://user:pass@host:9000/db")
+        return v or None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def embedded_broker(self) -> bool:
+        """True when the Tansu compatibility layer is on."""
+        if self.broker_profile == "auto":
+            return self.kafka_bootstrap is None
+        return self.broker_profile == "embedded"
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.home / "chdb"
+
+    @property
+    def database(self) -> str:
+        if self.clickhouse_url:
+            db = urlsplit(self.clickhouse_url).path.strip("/")
+            return unquote(db) or "clickstream"
+        return "clickstream"
+
+    def topic(self, name: str) -> str:
+        """Full topic name: raw -> clickstream.raw."""
+        return f"{self.topic_prefix}.{name}"
+
+
+class CollectorSettings(CommonSettings):
+    """HTTP collector: the only internet-facing service."""
+
+    collector_host: str = Field(default="127.0.0.1", description="Collector listen address.")
+    collector_port: int = Field(default=8080, ge=0, le=65535, description="Collector port.")
+    collector_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest accepted request body (413 above)."
+    )
+    collector_max_events: int = Field(
+        default=100, ge=1, description="Most events in one request (413 above)."
+    )
+    collector_trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client IP from X-Forwarded-For (only behind a trusted proxy).",
+    )
+
+
+class WorkerSettings(CommonSettings):
+    """Faust stream worker."""
+
+    worker_id: str = Field(default="clickstream-streams", description="Faust app id / group.")
+    worker_web_port: int = Field(
+        default=6066, ge=0, le=65535, description="Port of the worker's /metrics and /healthz."
+    )
+    worker_web_host: str = Field(default="127.0.0.1", description="Worker web listen address.")
+    worker_batch_size: int = Field(
+        default=1000, ge=1, description="Most events handled per batch (one state write each)."
+    )
+    worker_batch_seconds: float = Field(
+        default=0.2, gt=0, description="Longest wait to fill a batch."
+    )
+    worker_store: str = Field(
+        default="memory://",
+        description="Faust table store: memory:// (state rebuilt from changelog) or rocksdb://.",
+    )
+    worker_max_ts_skew_seconds: int = Field(
+        default=300, ge=0,
+        description="Client timestamps further in the future than this use the receive time.",
+    )
+    worker_max_ts_age_days: int = Field(
+        default=7, ge=0,
+        description="Client timestamps older than this (vs. receive time) use the receive time.",
+    )
+
+
+class SinkSettings(CommonSettings):
+    """ClickHouse sink: Kafka -> ClickHouse in batches."""
+
+    sink_group: str = Field(default="clickstream-sink", description="Kafka consumer group.")
+    sink_batch_rows: int = Field(
+        default=50_000, ge=1, description="Flush when this many rows are buffered."
+    )
+    sink_flush_seconds: float = Field(
+        default=1.0, gt=0, description="Flush at least this often when rows are buffered."
+    )
+    sink_port: int = Field(
+        default=8124, ge=0, le=65535,
+        description="Port of the sink's /metrics, /healthz and local query endpoint.",
+    )
+    sink_host: str = Field(default="127.0.0.1", description="Sink HTTP listen address.")
+    sink_max_retry_seconds: float = Field(
+        default=30.0, gt=0, description="Longest backoff between insert retries."
+    )

@@ -1,0 +1,22 @@
+"""Timestamps as ClickHouse DateTime64(3, 'UTC') text, fast."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def ms_to_text(ms: int) -> str:
+    """Epoch milliseconds -> 'YYYY-MM-DD HH:MM:SS.mmm' (UTC)."""
+    secs, rest = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)) + f".{rest:03d}"
+
+
+def dt_to_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

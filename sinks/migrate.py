@@ -1,0 +1,82 @@
+"""Versioned SQL migrations, recorded in `schema_migrations`; applying them is idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from sinks.store import Store
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
+    def statements(self, params: dict[str, object]) -> list[str]:
+        text = "\n".join(
+            line for line in self.sql.splitlines() if not line.lstrip().startswith("--")
+        ).format(**params)
+        return [s.strip() for s in text.split(";\n") if s.strip().rstrip(";").strip()]
+
+
+def available() -> list[Migration]:
+    """Migrations shipped in sinks/migrations, in version order."""
+    found = []
+    for entry in resources.files("sinks.migrations").iterdir():
+        m = _NAME.match(entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text()))
+    return sorted(found, key=lambda m: m.version)
+
+
+def default_params(database: str) -> dict[str, object]:
+    return {"db": database, "events_ttl_days": 400, "invalid_ttl_days": 90}
+
+
+def applied(store: Store, database: str) -> dict[int, str]:
+    store.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+    store.execute(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations (version UInt32, "
+        "name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version "
+        "COMMENT 'Which schema migrations ran, and when.'"
+    )
+    _, rows = store.query_rows(
+        f"SELECT version, checksum FROM {database}.schema_migrations FINAL ORDER BY version"
+    )
+    return {int(v): str(c) for v, c in rows}
+
+
+def migrate(store: Store, database: str, params: dict[str, object] | None = None) -> list[str]:
+    """Apply what is missing; return the names applied."""
+    params = params or default_params(database)
+    done = applied(store, database)
+    ran = []
+    for mig in available():
+        if mig.version in done:
+            if done[mig.version] != mig.checksum:
+                log.warning("migration %04d_%s changed after it was applied", mig.version,
+                            mig.name)
+            continue
+        for stmt in mig.statements(params):
+            store.execute(stmt)
+        store.execute(
+            f"INSERT INTO {database}.schema_migrations (version, name, checksum) VALUES "
+            f"({mig.version}, '{mig.name}', '{mig.checksum}')"
+        )
+        ran.append(f"{mig.version:04d}_{mig.name}")
+        log.info("applied migration %04d_%s", mig.version, mig.name)
+    return ran

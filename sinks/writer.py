@@ -1,0 +1,153 @@
+"""Buffered, batched writes to ClickHouse: `write(table, rows)`, flush on size / interval /
+shutdown, retries with jittered exponential backoff, and bad rows isolated into
+`invalid_events` instead of failing the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from clickstream import __version__
+from schemas.deadletter import dead_letter
+from schemas.timefmt import ms_to_text, now_ms
+from sinks.metrics import BATCH_ROWS, DEAD_LETTERS, INSERT_SECONDS, RETRIES, ROWS_WRITTEN
+from sinks.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class Backpressure(Exception):
+    """The buffer is full while ClickHouse is not taking rows: stop reading for a while."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"sink buffer full; retry after {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Buffer:
+    rows: list[bytes] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)  # "topic/partition/first-last" ranges
+
+
+@dataclass
+class BatchWriter:
+    store: Store
+    max_rows: int = 50_000
+    flush_seconds: float = 1.0
+    max_retry_seconds: float = 30.0
+    dead_letter_table: str = ""
+    stopping: Callable[[], bool] = lambda: False
+    _buffers: dict[str, _Buffer] = field(default_factory=dict)
+    _first_at: float | None = None
+
+    @property
+    def buffered(self) -> int:
+        return sum(len(b.rows) for b in self._buffers.values())
+
+    def write(self, table: str, rows: Sequence[bytes], origin: str = "") -> None:
+        """Buffer rows for a table. Raises Backpressure over twice the batch size."""
+        if self.buffered >= 2 * self.max_rows:
+            raise Backpressure(self.flush_seconds)
+        buf = self._buffers.setdefault(table, _Buffer())
+        buf.rows.extend(rows)
+        if origin:
+            buf.origins.append(origin)
+        if self._first_at is None and rows:
+            self._first_at = time.monotonic()
+
+    def due(self) -> bool:
+        if self.buffered >= self.max_rows:
+            return True
+        return self._first_at is not None and (
+            time.monotonic() - self._first_at >= self.flush_seconds
+        )
+
+    def seconds_until_due(self) -> float:
+        if self._first_at is None:
+            return self.flush_seconds
+        return max(0.0, self.flush_seconds - (time.monotonic() - self._first_at))
+
+    async def flush(self) -> int:
+        """Insert everything buffered; returns rows written. Retries until ClickHouse takes
+        the rows (or the service stops, raising StoreError so offsets are not committed)."""
+        written = 0
+        for table, buf in list(self._buffers.items()):
+            if buf.rows:
+                token = hashlib.sha1("|".join(buf.origins).encode()).hexdigest() \
+                    if buf.origins else None
+                written += await self._insert_with_retries(table, buf.rows, token)
+            del self._buffers[table]
+        self._first_at = None
+        return written
+
+    async def _insert_with_retries(self, table: str, rows: list[bytes], token: str | None) -> int:
+        delay = 0.2
+        while True:
+            try:
+                return await self._insert(table, rows, token)
+            except StoreError as exc:
+                if not _retryable(exc):
+                    return await self._isolate_bad_rows(table, rows, exc)
+                RETRIES.labels(table).inc()
+                if self.stopping():
+                    raise
+                wait = min(self.max_retry_seconds, delay) * random.uniform(0.5, 1.0)
+                log.warning("insert into %s failed (%s); retrying in %.1f s", table, exc, wait)
+                await asyncio.sleep(wait)
+                delay *= 2
+
+    async def _insert(self, table: str, rows: list[bytes], token: str | None) -> int:
+        t0 = time.perf_counter()
+        await asyncio.to_thread(self.store.insert_json_rows, table, rows, token)
+        INSERT_SECONDS.labels(table).observe(time.perf_counter() - t0)
+        BATCH_ROWS.labels(table).observe(len(rows))
+        ROWS_WRITTEN.labels(table).inc(len(rows))
+        return len(rows)
+
+    async def _isolate_bad_rows(self, table: str, rows: list[bytes], exc: StoreError) -> int:
+        """Bisect a rejected batch: good rows are written, bad ones dead-lettered."""
+        if len(rows) == 1:
+            await self._dead_letter(table, rows[0], str(exc))
+            return 0
+        mid = len(rows) // 2
+        written = 0
+        for half in (rows[:mid], rows[mid:]):
+            try:
+                written += await self._insert(table, half, None)
+            except StoreError as sub:
+                if _retryable(sub):
+                    raise
+                written += await self._isolate_bad_rows(table, half, sub)
+        return written
+
+    async def _dead_letter(self, table: str, row: bytes, reason: str) -> None:
+        DEAD_LETTERS.labels(table).inc()
+        log.warning("row rejected by ClickHouse for %s: %s", table, reason[:300])
+        if not self.dead_letter_table or table == self.dead_letter_table:
+            return
+        stamp = ms_to_text(now_ms())
+        record = dead_letter(
+            processor="sink", version=__version__, step=f"insert:{table}",
+            reason=f"clickhouse_rejected: {reason}", payload=row, received_at=stamp,
+            failed_at=stamp, origin=f"sink/{table}/{hashlib.sha1(row).hexdigest()}",
+        )
+        await self._insert(self.dead_letter_table, [orjson.dumps(record)], None)
+
+
+def _retryable(exc: StoreError) -> bool:
+    """Data errors (bad values) are not worth retrying; everything else is."""
+    text = str(exc)
+    data_errors = ("CANNOT_PARSE", "CANNOT_READ", "TYPE_MISMATCH", "INCORRECT_DATA",
+                   "ILLEGAL_TYPE", "INCORRECT_JSON", "ATTEMPT_TO_READ_AFTER_EOF",
+                   "UNKNOWN_IDENTIFIER", "VALUE_IS_OUT_OF_RANGE", "CANNOT_INSERT_NULL",
+                   "TOO_LARGE_STRING_SIZE", "Cannot parse")
+    return not any(marker in text for marker in data_errors)

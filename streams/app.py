@@ -1,0 +1,129 @@
+"""The Faust app: clickstream.raw -> steps -> clickstream.events / clickstream.invalid.
+
+Events are handled in batches (`take_events`): the steps run over the whole batch, and
+per-visitor state is written once per visitor per batch (every table write is a changelog
+record, so fewer, larger writes are where the speed is). The raw topic is keyed by site and
+visitor, so one visitor's events are in one partition, in order: no repartition hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import orjson
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from clickstream import __version__
+from clickstream.settings import WorkerSettings
+from schemas.deadletter import dead_letter
+from schemas.timefmt import ms_to_text, now_ms
+from streams import kafka_compat
+from streams.metrics import WorkerMetrics
+from streams.pipeline import Ctx, Pipeline
+from streams.state import VisitorStateTable
+from streams.steps import default_steps
+from streams.visitor import SaltStore
+
+log = logging.getLogger(__name__)
+
+PROCESSOR = "streams.enrich"
+
+
+def broker_url(settings: WorkerSettings) -> str:
+    if not settings.kafka_bootstrap:
+        raise SystemExit("CLICKSTREAM_KAFKA_BOOTSTRAP is not set: start the stack with "
+                         "`clickstream up`, or point it at your Kafka brokers")
+    scheme = "tansu" if settings.embedded_broker else "kafka"
+    return ";".join(f"{scheme}://{h.strip()}" for h in settings.kafka_bootstrap.split(","))
+
+
+def create_app(settings: WorkerSettings) -> faust.App:
+    """Build the worker app from its settings."""
+    kafka_compat.register()
+    embedded = settings.embedded_broker
+    extra: dict[str, Any] = {}
+    if embedded:  # group join waits session_timeout/2: keep takeover quick on one laptop
+        extra.update(broker_session_timeout=6, broker_heartbeat_interval=1,
+                     broker_rebalance_timeout=6)
+    app = faust.App(
+        settings.worker_id,
+        broker=broker_url(settings),
+        store=settings.worker_store,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1 if embedded else 3,
+        consumer_auto_offset_reset="earliest",
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_web_host,
+        table_cleanup_interval=60.0,
+        producer_linger_ms=5,
+        stream_buffer_maxsize=max(4096, settings.worker_batch_size * 2),
+        **extra,
+    )
+    setup_prometheus_sensors(app, name_prefix="clickstream_worker_faust")
+    metrics = WorkerMetrics()
+    salts = SaltStore(settings.home / "salts.json")
+    pipeline = Pipeline(default_steps(settings, salts), on_step_done=metrics.step_done)
+
+    raw_topic = app.topic(settings.topic("raw"), key_serializer="raw", value_serializer="raw")
+    events_topic = app.topic(settings.topic("events"), key_serializer="raw",
+                             value_serializer="raw")
+    invalid_topic = app.topic(settings.topic("invalid"), key_serializer="raw",
+                              value_serializer="raw")
+    visitors = VisitorStateTable(app, "visitor-state", settings.topic_partitions)
+
+    @app.agent(raw_topic, name="enrich")
+    async def enrich(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.worker_batch_size,
+                                              within=settings.worker_batch_seconds):
+            ctxs = [Ctx(ev.value, ev.key, ev.message.partition, ev.message.offset)
+                    for ev in batch]
+            pipeline.run(ctxs)
+            visitors.update(ctxs)
+            deliveries = await emit(ctxs)
+            metrics.batch_done(ctxs)
+            # Acks (and so offset commits) only after Kafka has every output record.
+            await asyncio.gather(*deliveries)
+
+    async def emit(ctxs: Sequence[Ctx]) -> list[Any]:
+        failed_at = ms_to_text(now_ms())
+        send = app.producer.send
+        events_name, invalid_name = events_topic.get_topic_name(), invalid_topic.get_topic_name()
+        deliveries = []
+        for ctx in ctxs:
+            if ctx.ok:
+                row = ctx.row
+                row.pop("_ts_ms", None)
+                deliveries.append(await send(events_name, ctx.key, orjson.dumps(row), None,
+                                             None, None))
+            else:
+                received = ctx.envelope.get("received_at")
+                payload = ctx.envelope.get("event", ctx.raw) if ctx.envelope else ctx.raw
+                site = payload.get("site_id") if isinstance(payload, dict) else ""
+                record = dead_letter(
+                    processor=PROCESSOR, version=__version__, step=ctx.reject_step,
+                    reason=ctx.reject_reason, payload=payload,
+                    received_at=ms_to_text(received) if isinstance(received, int)
+                    else failed_at,
+                    failed_at=failed_at, site_id=site if isinstance(site, str) else "",
+                    origin=f"{settings.topic('raw')}/{ctx.partition}/{ctx.offset}",
+                )
+                deliveries.append(await send(invalid_name, ctx.key, orjson.dumps(record), None,
+                                             None, None))
+        return deliveries
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "service": "worker"})
+
+    @app.page("/v1/state")
+    async def state(web: Any, request: Any) -> Any:
+        """Summary of the worker's tables (for `clickstream status` and tests)."""
+        return web.json(visitors.summary())
+
+    app.clickstream_pipeline = pipeline  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,116 @@
+"""Compatibility layer for the embedded Tansu broker (off for real Kafka).
+
+Tansu 0.6.0 (memory storage) answers ListOffsets(latest) with the first offset of the last
+record batch + 1 instead of the last offset + 1. Faust trusts that figure as the changelog
+"highwater", stops table recovery early and comes back with lost updates. `TrueEndOffsets`
+corrects it: from the reported end - 1 it fetches forward until nothing more comes back,
+and returns the last offset seen + 1. The `tansu://` Faust transport uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.drivers import by_url as _transports
+
+log = logging.getLogger(__name__)
+
+
+class TrueEndOffsets:
+    """Reads true end offsets with its own group-less consumer."""
+
+    def __init__(self, bootstrap: str, *, max_seconds: float = 10.0) -> None:
+        self.bootstrap = bootstrap
+        self.max_seconds = max_seconds
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                fetch_max_wait_ms=20, group_id=None, auto_offset_reset="earliest",
+            )
+            await self._consumer.start()
+        return self._consumer
+
+    async def correct(self, reported: Mapping[Any, int]) -> dict[Any, int]:
+        """Map of partition -> reported end to partition -> true end."""
+        todo = {tp: end for tp, end in reported.items() if end and end > 0}
+        result = dict(reported)
+        if not todo:
+            return result
+        async with self._lock:
+            consumer = await self._ensure()
+            tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in todo}
+            consumer.assign(list(tps.values()))
+            for tp, end in todo.items():
+                consumer.seek(tps[tp], end - 1)
+            last: dict[TopicPartition, int] = {}
+            deadline = time.monotonic() + self.max_seconds
+            empty_rounds = 0
+            while empty_rounds < 2 and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=50, max_records=100_000)
+                if not any(batch.values()):
+                    empty_rounds += 1
+                    continue
+                empty_rounds = 0
+                for ktp, records in batch.items():
+                    if records:
+                        last[ktp] = max(last.get(ktp, -1), records[-1].offset)
+            consumer.assign([])
+        for tp, end in todo.items():
+            seen = last.get(tps[tp], end - 1)
+            result[tp] = max(end, seen + 1)
+            if result[tp] != end:
+                log.debug("true end of %s is %d (broker said %d)", tp, result[tp], end)
+        return result
+
+    async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        consumer = await self._ensure()
+        reported = await consumer.end_offsets(list(partitions))
+        return await self.correct(reported)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+class _TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    _true_ends: TrueEndOffsets | None = None
+
+    async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
+        reported = await super()._highwaters(partitions)
+        if self._true_ends is None:
+            urls = self.app.conf.broker_consumer
+            self._true_ends = TrueEndOffsets(",".join(f"{u.host}:{u.port}" for u in urls))
+        return await self._true_ends.correct(reported)
+
+    async def on_thread_stop(self) -> None:
+        if self._true_ends is not None:
+            await self._true_ends.close()
+            self._true_ends = None
+        await super().on_thread_stop()
+
+
+class _TansuConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with true end offsets: broker URL `tansu://host:port`."""
+
+    Consumer = _TansuConsumer
+
+
+def register() -> None:
+    """Make `tansu://` broker URLs resolve to this transport (also an entry point)."""
+    _transports.__self__.aliases.setdefault("tansu", f"{__name__}:Transport")  # type: ignore[attr-defined]

@@ -1,0 +1,138 @@
+"""The ingestion steps of the stream worker, in order (see `default_steps`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from pydantic import ValidationError
+
+from clickstream.settings import WorkerSettings
+from schemas.event import CONTRACT_VERSION, Event, describe_validation_error
+from schemas.timefmt import dt_to_ms, ms_to_text
+from streams.pipeline import Ctx, Reject, Step
+from streams.visitor import SaltStore, cookieless_id
+
+
+def decode(ctx: Ctx) -> None:
+    """Parse the collector envelope: {received_at, ip, ua, event}."""
+    try:
+        env = orjson.loads(ctx.raw)
+    except orjson.JSONDecodeError as exc:
+        raise Reject(f"malformed_envelope: {exc}") from None
+    if not isinstance(env, dict) or "event" not in env or not isinstance(
+        env.get("received_at"), int
+    ):
+        raise Reject("malformed_envelope: expected an object with event and received_at")
+    ctx.envelope = env
+
+
+def validate(ctx: Ctx) -> None:
+    """Check the event against contract v1."""
+    body = ctx.envelope["event"]
+    if not isinstance(body, dict):
+        raise Reject(f"invalid: event must be a JSON object, got {type(body).__name__}")
+    try:
+        ctx.event = Event.model_validate(body)
+    except ValidationError as exc:
+        raise Reject(f"invalid: {describe_validation_error(exc)}") from None
+
+
+def make_timestamp(settings: WorkerSettings) -> Callable[[Ctx], None]:
+    max_skew = settings.worker_max_ts_skew_seconds * 1000
+    max_age = settings.worker_max_ts_age_days * 86_400_000
+
+    def timestamp(ctx: Ctx) -> None:
+        """Event time: the client's, unless it is too far from the receive time."""
+        assert ctx.event is not None
+        received = ctx.envelope["received_at"]
+        client = dt_to_ms(ctx.event.ts)
+        ts = client if received - max_age <= client <= received + max_skew else received
+        ctx.row["ts"] = ms_to_text(ts)
+        ctx.row["received_at"] = ms_to_text(received)
+        ctx.row["_ts_ms"] = ts
+
+    return timestamp
+
+
+def make_visitor(salts: SaltStore) -> Callable[[Ctx], None]:
+    def visitor(ctx: Ctx) -> None:
+        """Visitor id: the tracker's anonymous_id, or a daily-salted cookieless hash."""
+        assert ctx.event is not None
+        ev = ctx.event
+        if ev.anonymous_id:
+            ctx.row["visitor_id"] = ev.anonymous_id
+        else:
+            day = ctx.row["received_at"][:10]
+            ip = str(ctx.envelope.get("ip") or "")
+            ua = str(ctx.envelope.get("ua") or "")
+            ctx.row["visitor_id"] = cookieless_id(salts, day, ev.site_id, ip, ua)
+
+    return visitor
+
+
+def base_fields(ctx: Ctx) -> None:
+    """Copy the contract fields into the output row."""
+    ev = ctx.event
+    assert ev is not None
+    row = ctx.row
+    row["event_id"] = str(ev.event_id)
+    row["site_id"] = ev.site_id
+    row["type"] = ev.type
+    row["name"] = ev.name or ""
+    row["user_id"] = ev.user_id or ""
+    row["title"] = ev.title or ""
+    row["screen"] = ev.screen or ""
+    row["lang"] = ev.lang or ""
+    row["contract_version"] = CONTRACT_VERSION
+    if ev.revenue is not None:
+        row["revenue"] = str(ev.revenue.amount)
+        row["currency"] = ev.revenue.currency
+    else:
+        row["revenue"] = "0"
+        row["currency"] = ""
+    row["props"] = {k: _prop_text(v) for k, v in ev.props.items()}
+
+
+def _prop_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def url_and_campaign(ctx: Ctx) -> None:
+    """Page host and path, UTM parameters, referrer host."""
+    ev = ctx.event
+    assert ev is not None
+    row = ctx.row
+    url = ev.url or ""
+    row["url"] = url
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        path = parts.path or "/"
+        query = dict(parse_qsl(parts.query, keep_blank_values=False)) if parts.query else {}
+    except ValueError:
+        host, path, query = "", "", {}
+    row["host"] = host
+    row["path"] = path if url else ""
+    for field in ("source", "medium", "campaign", "term", "content"):
+        row[f"utm_{field}"] = query.get(f"utm_{field}", "").strip().lower()
+    ref = ev.referrer or ""
+    row["referrer"] = ref
+    try:
+        row["referrer_host"] = (urlsplit(ref).hostname or "").lower() if ref else ""
+    except ValueError:
+        row["referrer_host"] = ""
+
+
+def default_steps(settings: WorkerSettings, salts: SaltStore) -> list[Step]:
+    return [
+        Step("decode", decode),
+        Step("validate", validate),
+        Step("timestamp", make_timestamp(settings)),
+        Step("visitor", make_visitor(salts)),
+        Step("fields", base_fields),
+        Step("url", url_and_campaign),
+    ]
