@@ -183,6 +183,10 @@ def json_schema() -> dict[str, Any]:
             {"type": "string", "format": "date-time"},
         ],
     }
+    # Decimal shows as number-or-string in pydantic's schema; the contract wants a number.
+    schema["$defs"]["Revenue"]["properties"]["amount"] = {
+        "title": "Amount", "type": "number", "minimum": -1_000_000_000, "maximum": 1_000_000_000,
+    }
     return schema
 
 

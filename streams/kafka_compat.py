@@ -36,6 +36,7 @@ class TrueEndOffsets:
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                 fetch_max_wait_ms=20, group_id=None, auto_offset_reset="earliest",
+                request_timeout_ms=2000, connections_max_idle_ms=60_000,
             )
             await self._consumer.start()
         return self._consumer
@@ -64,7 +65,7 @@ class TrueEndOffsets:
                 for ktp, records in batch.items():
                     if records:
                         last[ktp] = max(last.get(ktp, -1), records[-1].offset)
-            consumer.assign([])
+            consumer.pause(*tps.values())
         for tp, end in todo.items():
             seen = last.get(tps[tp], end - 1)
             result[tp] = max(end, seen + 1)

@@ -27,7 +27,14 @@ from publicsuffixlist import PublicSuffixList
 from streams import datafiles
 
 MEDIUMS: tuple[str, ...] = (
-    "search", "social", "email", "ai", "paid", "referral", "internal", "direct",
+    "search",
+    "social",
+    "email",
+    "ai",
+    "paid",
+    "referral",
+    "internal",
+    "direct",
 )
 _GHOST_MEDIUM = {"unknown": "referral"}  # Ghost's "unknown" (e.g. maps.google.com) is a referral
 _WEBMAIL_LABELS = frozenset({"mail", "webmail", "email", "roundcube", "owa"})
@@ -138,13 +145,22 @@ class ReferrerClassifier:
         entries: dict[str, tuple[str, str]] = {}
 
         ghost_path = referrers_json or datafiles.referrers_json()
-        ghost = _read_json(ghost_path) if ghost_path.exists() else {}
+        if not ghost_path.exists():
+            raise FileNotFoundError(
+                f"{ghost_path} is missing: install the enrichment data (streams/data/package.json)"
+            )
+        ghost = _read_json(ghost_path)
         for key, val in ghost.items():
-            medium = _GHOST_MEDIUM.get(val.get("medium", ""), val.get("medium", ""))
+            g_medium = val.get("medium", "")
+            medium = _GHOST_MEDIUM.get(g_medium, g_medium)
             if medium not in MEDIUMS:
                 continue
             source = val.get("source", "")
-            entries[_norm_key(key)] = (medium, renames.get(source, source))
+            source = renames.get(source, source)
+            if g_medium == "unknown" and " " not in source:
+                # "Yahoo" for finance.yahoo.com would read as the search engine: "Yahoo Finance"
+                source = f"{source} {_norm_key(key).split('.', 1)[0].capitalize()}"
+            entries[_norm_key(key)] = (medium, source)
         for key, (medium, source) in extra.get("hosts", {}).items():
             entries[_norm_key(key)] = (medium, source)
         for app, (medium, source) in extra.get("android_apps", {}).items():
@@ -258,7 +274,7 @@ class ReferrerClassifier:
         if info.paths:
             lpath = path.lower()
             for prefix, p_medium, p_source in info.paths:
-                if lpath.startswith(prefix):
+                if _path_matches(lpath, prefix):
                     medium, source = p_medium, p_source
                     terms = self._term_params.get(source, self._generic_terms)
                     if medium != "search":
@@ -284,6 +300,13 @@ class ReferrerClassifier:
 def _norm_key(key: str) -> str:
     key = key.strip().lower()
     return key[4:] if key.startswith("www.") else key
+
+
+def _path_matches(path: str, prefix: str) -> bool:
+    """``/chat`` matches ``/chat`` and ``/chat/x`` but not ``/chatbots``."""
+    if not path.startswith(prefix):
+        return False
+    return len(path) == len(prefix) or prefix.endswith("/") or path[len(prefix)] == "/"
 
 
 def _strip_scheme(domain: str) -> str:

@@ -11,11 +11,17 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
+import re2
 import ua_parser
 from ua_parser import Domain, Resolver
 
+if TYPE_CHECKING:
+    from functools import _CacheInfo
+
 __all__ = [
+    "DEVICE_TYPES",
     "MAX_UA_LENGTH",
     "UNKNOWN_UA",
     "UserAgentInfo",
@@ -42,22 +48,29 @@ class UserAgentInfo:
 
 UNKNOWN_UA = UserAgentInfo("", "", "", "", "other")
 
-# Living-room and game devices. Checked first: several of them also claim Windows, Linux or
+# Marker regexes run on cache misses only; RE2 because Python's backtracking engine is ~50x
+# slower on long alternations like these.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.never_capture = True
+# Living-room, game and VR devices. Checked first: several of them also claim Windows, Linux or
 # "Mobile Safari" (Xbox, Fire TV WebView, Android TV boxes).
-_OTHER_RE = re.compile(
-    r"SMART-?TV|Smart[ -]?TV|SmartTv|HbbTV|NetCast|Web0S|webOS\.TV|WebOS TV|\bBRAVIA\b|"
-    r"GoogleTV|Google TV|Android ?TV|\bAFT[A-Z0-9]{1,6}\b|CrKey|\bRoku\b|AppleTV|Apple TV|"
-    r"\btvOS\b|PlayStation|Xbox|Nintendo|OculusBrowser|\bQuest\b|Pico Neo|\bVIDAA\b|NETTV|"
-    r"Opera TV|\bTV Safari\b|\bMiBOX\b|SHIELD Android TV|Freebox|\bViera\b",
-    re.IGNORECASE,
+_OTHER_RE = re2.compile(
+    r"(?i:smart-?tv|smart[ -]tv|hbbtv|netcast|web0s|webos[. ]tv|google ?tv|android ?tv|"
+    r"\bbravia\b|\bvidaa\b|nettv|opera tv|freebox|\bviera\b|\bmibox\b|\broku\b|apple ?tv|"
+    r"crkey|playstation|xbox|nintendo)|"
+    r"\bAFT[A-Z0-9]{1,6}\b|\btvOS\b|\bTV Safari\b|OculusBrowser|\bQuest(?: [0-9]| Pro)\b|Pico Neo",
+    _RE2_OPTIONS,
 )
 # iPad, Firefox's "Tablet" token, Kindle Fire (KF*) / Silk, old BlackBerry PlayBook.
-# "Tablet PC" is a Windows desktop capability token, not a tablet.
-_TABLET_RE = re.compile(r"iPad|\bTablet\b(?! PC)|\bKindle\b|\bKF[A-Z]{2,6}\b|\bSilk/|PlayBook")
+# ("Tablet PC" is a Windows desktop capability token, not a tablet.)
+_TABLET_RE = re2.compile(
+    r"iPad|\bTablet(?:[;)/]|$)|\bKindle\b|\bKF[A-Z]{2,6}\b|\bSilk/|PlayBook", _RE2_OPTIONS
+)
 # "Mobi" is the cross-vendor mobile hint (MDN); the rest are phones that do not send it.
-_MOBILE_RE = re.compile(
+_MOBILE_RE = re2.compile(
     r"Mobi|iPhone|iPod|Windows Phone|IEMobile|BlackBerry|\bBB10\b|Opera Mini|KAIOS|Symbian|"
-    r"Nokia|\bMIDP\b|Fennec"
+    r"Nokia|\bMIDP\b|Fennec",
+    _RE2_OPTIONS,
 )
 
 _MOBILE_OSES = frozenset(
@@ -65,6 +78,7 @@ _MOBILE_OSES = frozenset(
         "iOS",
         "Windows Phone",
         "Windows Mobile",
+        "Windows CE",
         "BlackBerry OS",
         "KaiOS",
         "Symbian OS",
@@ -105,6 +119,12 @@ _DESKTOP_OSES = frozenset(
         "SunOS",
     }
 )
+# In-app browsers uap-core does not name (checked on cache misses only): (regex, family).
+_APP_OVERRIDES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\[LinkedInApp\](?:/(\d+))?"), "LinkedIn"),
+)
+# uap-core spellings that read as typos in reports.
+_OS_ALIASES = {"Web0S": "webOS", "ATV OS X": "tvOS"}
 # Chrome OS reports a platform build ("14541.0.0") whose minor part is always 0.
 _MAJOR_ONLY_OSES = frozenset({"Chrome OS"})
 
@@ -148,7 +168,7 @@ def _version(major: str | None, minor: str | None, with_minor: bool) -> str:
     return major
 
 
-def _device_type(ua: str, os_family: str, device_family: str) -> str:
+def _device_type(ua: bytes, os_family: str, device_family: str) -> str:
     if device_family == "Spider":
         return "bot"
     if _OTHER_RE.search(ua):
@@ -160,7 +180,7 @@ def _device_type(ua: str, os_family: str, device_family: str) -> str:
     if os_family == "Android":
         # Android browsers omit "Mobile" on tablets (Chrome, Samsung Internet, WebView).
         return "tablet"
-    if os_family in _DESKTOP_OSES:
+    if os_family in _DESKTOP_OSES or os_family.startswith("Windows"):
         return "desktop"
     return "other"
 
@@ -175,13 +195,16 @@ def _parse(resolver: Resolver, ua: str) -> UserAgentInfo:
     if agent is not None and agent.family != "Other":
         browser = agent.family
         browser_version = agent.major or ""
+    for pattern, family in _APP_OVERRIDES:
+        if m := pattern.search(ua):
+            browser, browser_version = family, m.group(1) or ""
+            break
     if os_ is not None and os_.family != "Other":
-        os_family = os_.family
+        os_family = _OS_ALIASES.get(os_.family, os_.family)
         os_version = _version(os_.major, os_.minor, os_family not in _MAJOR_ONLY_OSES)
     device_family = device.family if device is not None else "Other"
-    return UserAgentInfo(
-        browser, browser_version, os_family, os_version, _device_type(ua, os_family, device_family)
-    )
+    device_type = _device_type(ua.encode("utf-8"), os_family, device_family)
+    return UserAgentInfo(browser, browser_version, os_family, os_version, device_type)
 
 
 class UserAgentParser:
@@ -209,6 +232,6 @@ class UserAgentParser:
             return UNKNOWN_UA
         return self._uncached(ua[:MAX_UA_LENGTH])
 
-    def cache_info(self) -> object:
+    def cache_info(self) -> _CacheInfo:
         """functools cache statistics (hits, misses, currsize) for metrics."""
         return self._cached.cache_info()

@@ -9,7 +9,11 @@ try {
   let W = window,
     s = document.currentScript,
     q = W.clickstream?.q
-  W.clickstream = clickstream
-  // dataset: site, api, cookieless, hash, downloads, dnt; api defaults to where t.js came from
-  init(s.dataset, q, new URL(s.src).origin)
+  // the tag included twice must not track twice: a second copy sees the first one's marker
+  if (!W.clickstream?.l) {
+    W.clickstream = clickstream
+    clickstream.l = 1
+    // dataset: site, api, cookieless, hash, downloads, dnt; api defaults to where t.js came from
+    init(s.dataset, q, new URL(s.src).origin)
+  }
 } catch (e) {}

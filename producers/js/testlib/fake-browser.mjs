@@ -168,9 +168,10 @@ export function browser(opt = {}) {
       loc.href = new URL(url, loc.href).href
       fire('window', 'popstate')
     },
-    setHash(hash) {
+    /** A fragment navigation: browsers fire popstate, then hashchange (some only hashchange). */
+    setHash(hash, { popstate = true } = {}) {
       loc.href = loc.href.split('#')[0] + hash
-      fire('window', 'popstate')
+      if (popstate) fire('window', 'popstate')
       fire('window', 'hashchange')
     },
     /** A click on an element inside <a href=...> (href null: not inside a link). */
