@@ -22,6 +22,7 @@ from clickstream.settings import WorkerSettings
 from schemas.deadletter import dead_letter
 from schemas.timefmt import ms_to_text, now_ms
 from streams import kafka_compat
+from streams.enrichment import Enricher
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Ctx, Pipeline
 from streams.state import VisitorStateTable
@@ -67,7 +68,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
     setup_prometheus_sensors(app, name_prefix="clickstream_worker_faust")
     metrics = WorkerMetrics()
     salts = SaltStore(settings.home / "salts.json")
-    pipeline = Pipeline(default_steps(settings, salts), on_step_done=metrics.step_done)
+    pipeline = Pipeline(default_steps(settings, salts, Enricher.load()),
+                        on_step_done=metrics.step_done)
 
     raw_topic = app.topic(settings.topic("raw"), key_serializer="raw", value_serializer="raw")
     events_topic = app.topic(settings.topic("events"), key_serializer="raw",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from pydantic import ValidationError
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 from clickstream.settings import WorkerSettings
 from schemas.event import CONTRACT_VERSION, Event, describe_validation_error
 from schemas.timefmt import dt_to_ms, ms_to_text
+from streams.enrichment import Enricher
 from streams.pipeline import Ctx, Reject, Step
 from streams.visitor import SaltStore, cookieless_id
 
@@ -101,38 +101,13 @@ def _prop_text(value: object) -> str:
     return str(value)
 
 
-def url_and_campaign(ctx: Ctx) -> None:
-    """Page host and path, UTM parameters, referrer host."""
-    ev = ctx.event
-    assert ev is not None
-    row = ctx.row
-    url = ev.url or ""
-    row["url"] = url
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        path = parts.path or "/"
-        query = dict(parse_qsl(parts.query, keep_blank_values=False)) if parts.query else {}
-    except ValueError:
-        host, path, query = "", "", {}
-    row["host"] = host
-    row["path"] = path if url else ""
-    for field in ("source", "medium", "campaign", "term", "content"):
-        row[f"utm_{field}"] = query.get(f"utm_{field}", "").strip().lower()
-    ref = ev.referrer or ""
-    row["referrer"] = ref
-    try:
-        row["referrer_host"] = (urlsplit(ref).hostname or "").lower() if ref else ""
-    except ValueError:
-        row["referrer_host"] = ""
-
-
-def default_steps(settings: WorkerSettings, salts: SaltStore) -> list[Step]:
+def default_steps(settings: WorkerSettings, salts: SaltStore, enricher: Enricher) -> list[Step]:
+    """The ordered ingestion steps (each timed, each may reject with a named reason)."""
     return [
         Step("decode", decode),
         Step("validate", validate),
         Step("timestamp", make_timestamp(settings)),
         Step("visitor", make_visitor(salts)),
         Step("fields", base_fields),
-        Step("url", url_and_campaign),
+        *enricher.steps(),
     ]

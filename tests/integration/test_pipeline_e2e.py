@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -72,6 +72,11 @@ def test_events_arrive_field_by_field_and_bad_ones_are_dead_lettered(
     assert (row["utm_source"], row["utm_medium"], row["utm_campaign"], row["utm_term"],
             row["utm_content"]) == ("newsletter", "email", "black-friday", "shoes", "hero")
     assert row["referrer_host"] == "mail.google.com"
+    assert (row["referrer_medium"], row["referrer_source"]) == ("email", "Gmail")
+    assert (row["source"], row["medium"], row["channel"]) == ("newsletter", "email", "Email")
+    assert (row["browser"], row["os"], row["device_type"], row["is_bot"]) == (
+        "Chrome", "Linux", "desktop", 0)
+    assert row["country"] == ""  # loopback address: no geo
     assert row["title"] == "Pricing" and row["screen"] == "1440x900" and row["lang"] == "en-GB"
     assert row["props"] == {"plan": "pro", "n": "3", "ok": "true"}
     _, conv_rows = store.query_rows(
@@ -109,3 +114,66 @@ def test_cookieless_visitors_get_a_daily_salted_id(stack_factory: Callable[..., 
     assert all(len(v) == 16 and "127.0.0.1" not in v for v, _ in rows)
     salts = orjson.loads((stack.home / "salts.json").read_bytes())
     assert len(salts) == 1 and len(next(iter(salts.values()))) == 64
+
+
+def test_enrichment_of_envelopes_geo_bots_channels(stack_factory: Callable[..., Stack]) -> None:
+    """Envelopes as the collector writes them, with public IPs and various agents."""
+    stack = stack_factory()
+    iphone = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+              "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
+    cases = [  # (ip, ua, url, referrer) -> expected (country, device_type, is_bot, channel)
+        ("81.2.69.142", iphone, "https://s.example/?gclid=abc123", None,
+         ("GB", "mobile", 0, "Paid Search")),
+        ("8.8.8.8", "curl/8.5.0", "https://s.example/", None, ("US", "bot", 1, "Direct")),
+        ("2001:4860:4860::8888", iphone, "https://s.example/a",
+         "https://www.google.de/", (None, "mobile", 0, "Organic Search")),
+        ("10.0.0.1", iphone, "https://s.example/b?utm_source=poster&utm_medium=qr",
+         None, ("", "mobile", 0, "QR Code")),
+        ("81.2.69.142", iphone, "https://s.example/c", "https://chatgpt.com/",
+         ("GB", "mobile", 0, "AI Assistants")),
+    ]
+    now = int(time.time() * 1000)
+
+    async def produce() -> list[str]:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+        await producer.start()
+        ids = []
+        for i, (ip, ua, url, ref, _) in enumerate(cases):
+            ev = make_event("s", anonymous_id=f"v{i}", url=url, ts=now - 1000)
+            if ref:
+                ev["referrer"] = ref
+            ids.append(ev["event_id"])
+            envelope = {"v": 1, "received_at": now, "ip": ip, "ua": ua, "event": ev}
+            await producer.send_and_wait(stack.settings.topic("raw"), orjson.dumps(envelope),
+                                         key=f"s|v{i}".encode())
+        await producer.stop()
+        return ids
+
+    ids = asyncio.run(produce())
+    store = store_of(stack)
+    db = stack.settings.database
+    wait_until(lambda: store.query_rows(f"SELECT count() FROM {db}.events")[1][0][0] == 5,
+               what="5 enriched rows")
+    for event_id, case in zip(ids, cases, strict=True):
+        _, rows = store.query_rows(
+            f"SELECT country, device_type, is_bot, channel, url FROM {db}.events "
+            f"WHERE event_id = '{event_id}'")
+        country, device, bot, channel, url = rows[0]
+        want_country, want_device, want_bot, want_channel = case[4]
+        if want_country is not None:
+            assert country == want_country, case
+        else:
+            assert len(country) == 2, case
+        assert (device, bot, channel) == (want_device, want_bot, want_channel), case
+        assert "gclid" not in url  # click ids read, then stripped from the stored URL
+    # no IP stored in any column of any table
+    _, tables = store.query_rows(
+        f"SELECT name FROM system.tables WHERE database = '{db}' AND engine LIKE '%MergeTree'")
+    for (table,) in tables:
+        _, hits = store.query_rows(
+            f"SELECT count() FROM {db}.{table} WHERE "
+            f"positionCaseInsensitive(toString(tuple(*)), '81.2.69.142') > 0 OR "
+            f"positionCaseInsensitive(toString(tuple(*)), '2001:4860:4860::8888') > 0")
+        assert hits == [[0]], table
