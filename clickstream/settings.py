@@ -92,7 +92,47 @@ class CollectorSettings(CommonSettings):
     )
     collector_trust_forwarded_for: bool = Field(
         default=False,
-        description="Take the client IP from X-Forwarded-For (only behind a trusted proxy).",
+        description="Legacy switch: with no collector_trusted_proxies set, trust every hop of "
+        "X-Forwarded-For (spoofable). Prefer collector_trusted_proxies.",
+    )
+    collector_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is "
+        "honoured (e.g. 10.0.0.0/8,127.0.0.1/32); the client IP is the right-most untrusted "
+        "address. Empty: the TCP peer address is the client IP.",
+    )
+    sites_file: Path | None = Field(
+        default=None,
+        description="Site registry (TOML or JSON): site ids and their allowed origins. Unset: "
+        "open mode (any site id, any origin), for development and `clickstream up --demo`.",
+    )
+    collector_rate_limit_per_second: float = Field(
+        default=200.0, ge=0,
+        description="Requests per second per client IP on the ingestion routes (token bucket "
+        "refill rate); 0 turns rate limiting off.",
+    )
+    collector_rate_limit_burst: int = Field(
+        default=400, ge=1, description="Token bucket size per client IP (largest burst)."
+    )
+    collector_rate_limit_clients: int = Field(
+        default=100_000, ge=1,
+        description="Most client IPs whose buckets are kept (least recently seen are evicted).",
+    )
+    collector_buffer_max_events: int = Field(
+        default=50_000, ge=1,
+        description="Most events (and dead letters) held in memory waiting for Kafka; above "
+        "it the collector answers 503 with Retry-After.",
+    )
+    collector_buffer_max_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1024,
+        description="Most bytes of serialized records held in memory waiting for Kafka.",
+    )
+    collector_retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After sent with 503 answers (buffer full, stopping)."
+    )
+    collector_drain_seconds: float = Field(
+        default=10.0, ge=0,
+        description="On SIGTERM: longest time spent delivering buffered events before exiting.",
     )
 
 

@@ -1,0 +1,5 @@
+"""`python -m clickstream` = the `clickstream` command."""
+
+from clickstream.cli import main
+
+main()
