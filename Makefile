@@ -14,8 +14,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml streams/data/package-lock.json producers/js/package-lock.json | $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev]"
 	cd streams/data && npm ci --no-audit --no-fund --loglevel=error
-	cd producers/js && npm ci --no-audit --no-fund --loglevel=error
-	cd producers/js && npm run build --silent
+	cd producers/js && npm ci --no-audit --no-fund --loglevel=error  # `prepare` builds dist/
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clickstream.proc import die_with_parent
+
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started."""
@@ -69,6 +71,7 @@ class EmbeddedBroker:
             [str(tansu_binary()), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         try:
             wait_for_port(self.host, self.port)

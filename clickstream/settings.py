@@ -158,10 +158,40 @@ class WorkerSettings(CommonSettings):
         default=300, ge=0,
         description="Client timestamps further in the future than this use the receive time.",
     )
+    session_timeout_minutes: int = Field(
+        default=30, ge=1, le=24 * 60, description="Inactivity that ends a session."
+    )
+    session_split_on_campaign: bool = Field(
+        default=True, description="Start a new session when a new campaign/referrer arrives."
+    )
+    session_split_at_midnight: bool = Field(
+        default=True, description="Start a new session at midnight in session_timezone."
+    )
+    session_timezone: str = Field(
+        default="UTC", description="IANA time zone of the midnight split (e.g. Europe/Paris)."
+    )
+    session_lateness_minutes: int = Field(
+        default=360, ge=0,
+        description="How late an event may arrive and still join its session.",
+    )
+    dedup_window_minutes: int = Field(
+        default=60, ge=1, description="An event id seen this recently is dropped as duplicate."
+    )
     worker_max_ts_age_days: int = Field(
         default=7, ge=0,
         description="Client timestamps older than this (vs. receive time) use the receive time.",
     )
+
+    @field_validator("session_timezone")
+    @classmethod
+    def _check_tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name)") from exc
+        return v
 
 
 class SinkSettings(CommonSettings):

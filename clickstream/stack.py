@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clickstream.embedded_broker import EmbeddedBroker, free_port
+from clickstream.proc import die_with_parent
 from clickstream.runstate import clear_state, write_state
 from clickstream.settings import CommonSettings
 from clickstream.topics import create_topics_sync
@@ -43,7 +44,7 @@ class Service:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
         )
         log.close()
 
@@ -180,6 +181,20 @@ class Stack:
             "collector_url": self.collector_url,
         })
 
+    def add_worker(self) -> Service:
+        """Start one more stream worker (same group: partitions are split between them)."""
+        base = self.services["worker"]
+        port = free_port()
+        name = f"worker{sum(1 for n in self.services if n.startswith('worker')) + 1}"
+        svc = Service(name, "streams", port, "/healthz",
+                      {**base.env, "CLICKSTREAM_WORKER_WEB_PORT": str(port)},
+                      base.log_path.with_name(f"{name}.log"))
+        self.services[name] = svc
+        svc.start()
+        svc.wait_healthy()
+        self.write_state()
+        return svc
+
     def restart(self, name: str) -> None:
         svc = self.services[name]
         svc.stop()
@@ -196,9 +211,10 @@ class Stack:
             svc.process.wait(10)
 
     def stop(self) -> None:
-        for name in ("collector", "worker", "sink"):
-            if name in self.services:
-                self.services[name].stop()
+        """Collector first (no new input), then workers, then the sink (flushes last)."""
+        order = sorted(self.services, key=lambda n: (n != "collector", n == "sink", n))
+        for name in order:
+            self.services[name].stop()
         if self.broker:
             self.broker.stop()
             self.broker = None

@@ -53,8 +53,14 @@ def run_up(settings: CollectorSettings, *, demo: bool, rate: float, port: int | 
     try:
         asyncio.run(_monitor(stack, demo=demo, rate=rate, duration=duration))
     finally:
-        with console.status("stopping: collector, worker, sink, broker"):
-            stack.stop()
+        # A second Ctrl-C must not cut the shutdown short (it would orphan the broker).
+        previous = signal.signal(signal.SIGINT, lambda *_: console.print(
+            "still stopping: the collector drains, the sink flushes..."))
+        try:
+            with console.status("stopping: collector, worker, sink, broker"):
+                stack.stop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         console.print("stopped")
     return 0
 
@@ -114,6 +120,7 @@ async def _monitor(stack: Stack, *, demo: bool, rate: float, duration: float | N
     stop.set()
     if demo_task:
         await demo_task
+    console.print()
     elapsed = time.monotonic() - started
     stored = rows - (first_rows or 0)
     console.print(f"{stored:,} events stored in {elapsed:.0f} s "

@@ -28,7 +28,8 @@ def topic_tables(settings: SinkSettings) -> dict[str, str]:
     """Which topic lands in which table."""
     db = settings.database
     return {settings.topic("events"): f"{db}.events",
-            settings.topic("invalid"): f"{db}.invalid_events"}
+            settings.topic("invalid"): f"{db}.invalid_events",
+            settings.topic("sessions"): f"{db}.sessions"}
 
 
 class SinkService:

@@ -24,7 +24,9 @@ from schemas.timefmt import ms_to_text, now_ms
 from streams import kafka_compat
 from streams.enrichment import Enricher
 from streams.metrics import WorkerMetrics
-from streams.pipeline import Ctx, Pipeline
+from streams.pipeline import Ctx, Pipeline, Step
+from streams.sessionize import Sessionizer
+from streams.sessions import SessionRules
 from streams.state import VisitorStateTable
 from streams.steps import default_steps
 from streams.visitor import SaltStore
@@ -68,15 +70,26 @@ def create_app(settings: WorkerSettings) -> faust.App:
     setup_prometheus_sensors(app, name_prefix="clickstream_worker_faust")
     metrics = WorkerMetrics()
     salts = SaltStore(settings.home / "salts.json")
-    pipeline = Pipeline(default_steps(settings, salts, Enricher.load()),
-                        on_step_done=metrics.step_done)
+    rules = SessionRules(
+        timeout_ms=settings.session_timeout_minutes * 60_000,
+        split_on_campaign=settings.session_split_on_campaign,
+        split_at_midnight=settings.session_split_at_midnight,
+        timezone=settings.session_timezone,
+        lateness_ms=settings.session_lateness_minutes * 60_000,
+    )
 
     raw_topic = app.topic(settings.topic("raw"), key_serializer="raw", value_serializer="raw")
     events_topic = app.topic(settings.topic("events"), key_serializer="raw",
                              value_serializer="raw")
     invalid_topic = app.topic(settings.topic("invalid"), key_serializer="raw",
                               value_serializer="raw")
+    sessions_topic = app.topic(settings.topic("sessions"), key_serializer="raw",
+                               value_serializer="raw")
     visitors = VisitorStateTable(app, "visitor-state", settings.topic_partitions)
+    sessionizer = Sessionizer(visitors, rules, settings.dedup_window_minutes * 60_000)
+    steps = default_steps(settings, salts, Enricher.load())
+    pipeline = Pipeline([*steps, Step("session", sessionizer)],
+                        on_step_done=metrics.step_done)
 
     @app.agent(raw_topic, name="enrich")
     async def enrich(stream: faust.StreamT) -> None:
@@ -84,12 +97,18 @@ def create_app(settings: WorkerSettings) -> faust.App:
                                               within=settings.worker_batch_seconds):
             ctxs = [Ctx(ev.value, ev.key, ev.message.partition, ev.message.offset)
                     for ev in batch]
+            sessionizer.begin_batch()
             pipeline.run(ctxs)
-            visitors.update(ctxs)
             deliveries = await emit(ctxs)
+            for row in sessionizer.session_rows():
+                deliveries.append(await app.producer.send(
+                    sessions_name, row["session_id"].encode(), orjson.dumps(row), None, None,
+                    None))
             metrics.batch_done(ctxs)
-            # Acks (and so offset commits) only after Kafka has every output record.
+            # State (which marks events as seen) is written only after Kafka has every
+            # output of the batch, and acks/offset commits come after that.
             await asyncio.gather(*deliveries)
+            sessionizer.commit()
 
     async def emit(ctxs: Sequence[Ctx]) -> list[Any]:
         failed_at = ms_to_text(now_ms())
@@ -102,7 +121,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 row.pop("_ts_ms", None)
                 deliveries.append(await send(events_name, ctx.key, orjson.dumps(row), None,
                                              None, None))
-            else:
+            elif ctx.reject_step != "session":  # duplicates are counted, not dead-lettered
                 received = ctx.envelope.get("received_at")
                 payload = ctx.envelope.get("event", ctx.raw) if ctx.envelope else ctx.raw
                 site = payload.get("site_id") if isinstance(payload, dict) else ""
@@ -117,6 +136,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 deliveries.append(await send(invalid_name, ctx.key, orjson.dumps(record), None,
                                              None, None))
         return deliveries
+
+    sessions_name = sessions_topic.get_topic_name()
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

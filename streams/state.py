@@ -8,48 +8,31 @@ visitor always lives in one partition, and the changelog partition matches it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import faust
 import orjson
 
-from streams.pipeline import Ctx
-
 
 class VisitorStateTable:
-    """Visitor key (site|visitor) -> {"first": ms, "last": ms, "n": events}."""
+    """Visitor key (site|visitor) -> JSON state (see streams/sessionize.py)."""
 
     def __init__(self, app: faust.App, name: str, partitions: int) -> None:
         self.table = app.Table(name, default=None, key_type=bytes,
                                value_type=bytes, partitions=partitions,
-                               help="Per-visitor state: first/last seen, event count.")
+                               help="Per-visitor state: sessions, recent event ids, counts.")
 
     def get(self, key: bytes) -> dict[str, Any] | None:
         raw = self.table.data.get(key)
         return orjson.loads(raw) if raw else None
 
-    def update(self, ctxs: Sequence[Ctx]) -> int:
-        """Fold a batch into the table; returns the number of state writes."""
-        touched: dict[bytes, tuple[int, dict[str, Any]]] = {}
-        for ctx in ctxs:
-            if not ctx.ok:
-                continue
-            key = f"{ctx.row['site_id']}|{ctx.row['visitor_id']}".encode()
-            entry = touched.get(key)
-            state = entry[1] if entry else (self.get(key) or {"first": 0, "last": 0, "n": 0})
-            ts = ctx.row.get("_ts_ms") or 0
-            state["n"] += 1
-            state["first"] = min(state["first"] or ts, ts)
-            state["last"] = max(state["last"], ts)
-            touched[key] = (ctx.partition, state)
-        for key, (partition, state) in touched.items():
-            value = orjson.dumps(state)
-            self.table.data[key] = value
-            self.table.send_changelog(partition, key, value)
-        return len(touched)
+    def put(self, key: bytes, partition: int, state: dict[str, Any]) -> None:
+        value = orjson.dumps(state)
+        self.table.data[key] = value
+        self.table.send_changelog(partition, key, value)
 
     def summary(self) -> dict[str, int]:
+        """Visitors known and events counted (for `clickstream status` and tests)."""
         visitors = events = 0
         for raw in list(self.table.data.values()):
             if raw:

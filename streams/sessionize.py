@@ -1,0 +1,108 @@
+"""The `session` step: drop replayed duplicates, cut sessions, and keep per-visitor state.
+
+State lives in the visitor table, one JSON object per visitor:
+  {"first", "last", "n", "sessions": [...recent sessions...], "seen": {id-hash: received}}
+It is read once per visitor per batch (cached for the batch) and written once per visitor
+per batch by `commit()`, which the worker calls only after the batch's outputs are
+acknowledged by Kafka. So after a crash either the outputs are re-emitted (harmless:
+ClickHouse replaces rows by key) or they are recognised as duplicates because they were
+already delivered; never lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.timefmt import ms_to_text
+from streams.pipeline import Ctx, Reject
+from streams.sessions import Hit, SessionRules, assign, is_engaged
+from streams.state import VisitorStateTable
+
+SEEN_CAP = 512
+
+
+class Sessionizer:
+    def __init__(self, table: VisitorStateTable, rules: SessionRules,
+                 dedup_window_ms: int = 60 * 60_000) -> None:
+        self.table = table
+        self.rules = rules
+        self.dedup_window_ms = dedup_window_ms
+        self._batch: dict[bytes, tuple[int, dict[str, Any]]] = {}
+        self._dirty: dict[str, tuple[str, str, dict[str, Any]]] = {}
+
+    def begin_batch(self) -> None:
+        self._batch.clear()
+        self._dirty.clear()
+
+    def _state(self, key: bytes, partition: int) -> dict[str, Any]:
+        entry = self._batch.get(key)
+        if entry is None:
+            state = self.table.get(key) or {"first": 0, "last": 0, "n": 0}
+            entry = (partition, state)
+            self._batch[key] = entry
+        return entry[1]
+
+    def __call__(self, ctx: Ctx) -> None:
+        row = ctx.row
+        visitor_key = f"{row['site_id']}|{row['visitor_id']}"
+        state = self._state(visitor_key.encode(), ctx.partition)
+        self._dedup(state, row["event_id"], ctx.envelope["received_at"])
+        ts = row["_ts_ms"]
+        state["n"] += 1
+        state["first"] = min(state["first"] or ts, ts)
+        state["last"] = max(state["last"], ts)
+        if row["is_bot"]:  # bots are stored, but they do not make sessions
+            row["session_id"], row["session_seq"] = "", 0
+            return
+        sessions = state.setdefault("sessions", [])
+        sess, seq = assign(sessions, visitor_key, _hit(row, ts), self.rules)
+        row["session_id"], row["session_seq"] = sess["id"], seq
+        self._dirty[sess["id"]] = (row["site_id"], row["visitor_id"], sess)
+
+    def _dedup(self, state: dict[str, Any], event_id: str, received: int) -> None:
+        seen: dict[str, int] = state.setdefault("seen", {})
+        h = event_id.replace("-", "")[:16]
+        if h in seen:
+            raise Reject("duplicate: event_id seen before")
+        seen[h] = received
+        if len(seen) > SEEN_CAP or min(seen.values()) < received - self.dedup_window_ms:
+            floor = received - self.dedup_window_ms
+            kept = sorted(((t, k) for k, t in seen.items() if t >= floor), reverse=True)
+            state["seen"] = {k: t for t, k in kept[:SEEN_CAP]}
+
+    def session_rows(self) -> list[dict[str, Any]]:
+        """One row per session touched in this batch (replaces the previous version)."""
+        rows = []
+        for sid, (site, visitor, s) in self._dirty.items():
+            engaged = is_engaged(s)
+            rows.append({
+                "session_id": sid, "site_id": site, "visitor_id": visitor,
+                "user_id": s["user"], "first_seen": ms_to_text(s["first_seen"]),
+                "started_at": ms_to_text(s["start"]), "ended_at": ms_to_text(s["last"]),
+                "duration_ms": s["last"] - s["start"],
+                "pageviews": s["pv"], "events": s["n"], "conversions": s["conv"],
+                "revenue": s["rev"], "entry_path": s["entry"], "exit_path": s["exit"],
+                "source": s["source"], "medium": s["medium"], "campaign": s["campaign"],
+                "channel": s["channel"], "referrer_host": s["ref"], "device_type": s["device"],
+                "browser": s["browser"], "os": s["os"], "country": s["country"],
+                "is_engaged": int(engaged), "is_bounce": int(not engaged), "version": s["n"],
+            })
+        return rows
+
+    def commit(self) -> int:
+        """Write every visitor state touched in this batch (after outputs are acked)."""
+        for key, (partition, state) in self._batch.items():
+            self.table.put(key, partition, state)
+        return len(self._batch)
+
+
+def _hit(row: dict[str, Any], ts: int) -> Hit:
+    direct = row["source"] in ("(direct)", "")
+    key = "" if direct else f"{row['source']}|{row['medium']}|{row['utm_campaign']}"
+    return Hit(
+        event_id=row["event_id"], ts_ms=ts, type=row["type"], path=row["path"],
+        revenue=row["revenue"], source_key=key, source=row["source"], medium=row["medium"],
+        campaign=row["utm_campaign"], channel=row["channel"],
+        referrer_host=row["referrer_host"], device_type=row["device_type"],
+        browser=row["browser"], os=row["os"], country=row["country"], user_id=row["user_id"],
+    )
