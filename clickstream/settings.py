@@ -158,6 +158,11 @@ class WorkerSettings(CommonSettings):
         default=300, ge=0,
         description="Client timestamps further in the future than this use the receive time.",
     )
+    worker_faust_metrics: bool = Field(
+        default=False,
+        description="Also export Faust's per-message sensor metrics (clickstream_worker_faust_*)"
+        "; costs CPU on every message.",
+    )
     session_timeout_minutes: int = Field(
         default=30, ge=1, le=24 * 60, description="Inactivity that ends a session."
     )

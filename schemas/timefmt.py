@@ -5,11 +5,18 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+_SECONDS: dict[int, str] = {}
+
 
 def ms_to_text(ms: int) -> str:
-    """Epoch milliseconds -> 'YYYY-MM-DD HH:MM:SS.mmm' (UTC)."""
+    """Epoch milliseconds -> 'YYYY-MM-DD HH:MM:SS.mmm' (UTC); seconds text is cached."""
     secs, rest = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)) + f".{rest:03d}"
+    text = _SECONDS.get(secs)
+    if text is None:
+        if len(_SECONDS) > 100_000:
+            _SECONDS.clear()
+        text = _SECONDS[secs] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs))
+    return f"{text}.{rest:03d}"
 
 
 def dt_to_ms(dt: datetime) -> int:

@@ -13,7 +13,9 @@ def main() -> None:
     settings = WorkerSettings()
     setup_logging(settings)
     app = create_app(settings)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower()]
+    level = {"warning": "warn", "critical": "crit"}.get(settings.log_level.lower(),
+                                                         settings.log_level.lower())
+    sys.argv = [sys.argv[0], "worker", "--loglevel", level]
     app.main()
 
 

@@ -89,11 +89,10 @@ class Sessionizer:
             })
         return rows
 
-    def commit(self) -> int:
+    async def commit(self) -> int:
         """Write every visitor state touched in this batch (after outputs are acked)."""
-        for key, (partition, state) in self._batch.items():
-            self.table.put(key, partition, state)
-        return len(self._batch)
+        return await self.table.put_many(
+            (key, partition, state) for key, (partition, state) in self._batch.items())
 
 
 def _hit(row: dict[str, Any], ts: int) -> Hit:

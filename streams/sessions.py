@@ -19,6 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,8 +36,14 @@ class SessionRules:
     max_sessions: int = 8
 
     def local_day(self, ts_ms: int) -> str:
-        tz = UTC if self.timezone == "UTC" else ZoneInfo(self.timezone)
-        return datetime.fromtimestamp(ts_ms / 1000, tz).strftime("%Y-%m-%d")
+        # every UTC offset in use is a multiple of 15 minutes: cache per quarter hour
+        return _local_day(self.timezone, ts_ms // 900_000)
+
+
+@lru_cache(maxsize=65_536)
+def _local_day(timezone: str, quarter: int) -> str:
+    tz = UTC if timezone == "UTC" else ZoneInfo(timezone)
+    return datetime.fromtimestamp(quarter * 900, tz).strftime("%Y-%m-%d")
 
 
 @dataclass(frozen=True, slots=True)

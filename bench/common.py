@@ -1,0 +1,55 @@
+"""Shared benchmark plumbing: synthetic envelopes, process CPU time, result files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from producers.demo import USER_AGENTS, DemoTraffic
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def envelopes(n: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
+    """n raw-topic records (key, value) as the collector writes them, from demo traffic."""
+    rng = random.Random(seed)
+    traffic = DemoTraffic(seed)
+    now = int(time.time() * 1000)
+    out: list[tuple[bytes, bytes]] = []
+    for batch in traffic.batches(50):
+        for ev in batch:
+            ip = f"{rng.choice((81, 88, 151, 178, 203))}.{rng.randint(0, 255)}." \
+                 f"{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+            env = {"v": 1, "received_at": now, "ip": ip, "ua": rng.choice(USER_AGENTS),
+                   "event": ev}
+            out.append((f"{ev['site_id']}|{ev['anonymous_id']}".encode(), orjson.dumps(env)))
+        if len(out) >= n:
+            return out[:n]
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "machine": platform.machine(), "kernel": platform.release()}
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    doc = {"benchmark": name, "machine": machine(),
+           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    return path
