@@ -182,6 +182,21 @@ class WorkerSettings(CommonSettings):
     dedup_window_minutes: int = Field(
         default=60, ge=1, description="An event id seen this recently is dropped as duplicate."
     )
+    attribution_lookback_days: int = Field(
+        default=30, ge=1, le=90, description="Touchpoints older than this before a conversion "
+        "get no credit."
+    )
+    attribution_half_life_days: float = Field(
+        default=7.0, gt=0, description="Half-life of the time-decay attribution model."
+    )
+    attribution_max_touchpoints: int = Field(
+        default=50, ge=2, le=1000,
+        description="Touchpoints kept per visitor (the first and the latest always stay).",
+    )
+    attribution_goals: str = Field(
+        default="", description="Extra conversions, comma separated: event:NAME or "
+        "pageview:/path (events of type conversion always count)."
+    )
     worker_max_ts_age_days: int = Field(
         default=7, ge=0,
         description="Client timestamps older than this (vs. receive time) use the receive time.",

@@ -20,6 +20,7 @@ PIPELINE_TOPICS: dict[str, str] = {
     "invalid": "dead letters: processor, version, reason, truncated payload",
     "sessions": "session rows, re-emitted as sessions grow",
     "traffic": "real-time traffic windows",
+    "conversions": "one record per attributed conversion (path length, time to convert)",
     "attribution": "conversion credits per model and touchpoint",
 }
 

@@ -43,7 +43,8 @@ def available() -> list[Migration]:
 
 
 def default_params(database: str) -> dict[str, object]:
-    return {"db": database, "events_ttl_days": 400, "invalid_ttl_days": 90}
+    return {"db": database, "events_ttl_days": 400, "invalid_ttl_days": 90,
+            "rollup_ttl_days": 800}
 
 
 def applied(store: Store, database: str) -> dict[int, str]:

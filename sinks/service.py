@@ -29,7 +29,9 @@ def topic_tables(settings: SinkSettings) -> dict[str, str]:
     db = settings.database
     return {settings.topic("events"): f"{db}.events",
             settings.topic("invalid"): f"{db}.invalid_events",
-            settings.topic("sessions"): f"{db}.sessions"}
+            settings.topic("sessions"): f"{db}.sessions",
+            settings.topic("conversions"): f"{db}.conversions",
+            settings.topic("attribution"): f"{db}.attribution"}
 
 
 class SinkService:

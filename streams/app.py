@@ -24,6 +24,7 @@ from clickstream.settings import WorkerSettings
 from schemas.deadletter import dead_letter
 from schemas.timefmt import ms_to_text, now_ms
 from streams import kafka_compat
+from streams.attribution.stream import Attributor
 from streams.enrichment import Enricher
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Ctx, Pipeline, Step
@@ -92,7 +93,18 @@ def create_app(settings: WorkerSettings) -> faust.App:
     sessions_topic = app.topic(settings.topic("sessions"), key_serializer="raw",
                                value_serializer="raw")
     visitors = VisitorStateTable(app, "visitor-state", settings.topic_partitions)
-    sessionizer = Sessionizer(visitors, rules, settings.dedup_window_minutes * 60_000)
+    attributor = Attributor(
+        lookback_ms=settings.attribution_lookback_days * 86_400_000,
+        half_life_ms=int(settings.attribution_half_life_days * 86_400_000),
+        max_touchpoints=settings.attribution_max_touchpoints,
+        goals=[g for g in settings.attribution_goals.split(",") if g.strip()],
+    )
+    sessionizer = Sessionizer(visitors, rules, settings.dedup_window_minutes * 60_000,
+                              attributor)
+    conversions_topic = app.topic(settings.topic("conversions"), key_serializer="raw",
+                                  value_serializer="raw")
+    attribution_topic = app.topic(settings.topic("attribution"), key_serializer="raw",
+                                  value_serializer="raw")
     steps = default_steps(settings, salts, Enricher.load())
     pipeline = Pipeline([*steps, Step("session", sessionizer)],
                         on_step_done=metrics.step_done)
@@ -106,10 +118,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
             sessionizer.begin_batch()
             pipeline.run(ctxs)
             deliveries = await emit(ctxs)
-            for row in sessionizer.session_rows():
-                deliveries.append(await app.producer.send(
-                    sessions_name, row["session_id"].encode(), orjson.dumps(row), None, None,
-                    None))
+            for topic, key, rows in (
+                (sessions_name, "session_id", sessionizer.session_rows()),
+                (conversions_topic.get_topic_name(), "conversion_id", attributor.conversions),
+                (attribution_topic.get_topic_name(), "conversion_id", attributor.credits),
+            ):
+                for row in rows:
+                    deliveries.append(await app.producer.send(
+                        topic, row[key].encode(), orjson.dumps(row), None, None, None))
             metrics.batch_done(ctxs)
             # State (which marks events as seen) is written only after Kafka has every
             # output of the batch, and acks/offset commits come after that.

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.timefmt import ms_to_text
+from streams.attribution.stream import Attributor
 from streams.pipeline import Ctx, Reject
 from streams.sessions import Hit, SessionRules, assign, is_engaged
 from streams.state import VisitorStateTable
@@ -23,8 +24,10 @@ SEEN_CAP = 512
 
 class Sessionizer:
     def __init__(self, table: VisitorStateTable, rules: SessionRules,
-                 dedup_window_ms: int = 60 * 60_000) -> None:
+                 dedup_window_ms: int = 60 * 60_000,
+                 attributor: Attributor | None = None) -> None:
         self.table = table
+        self.attributor = attributor or Attributor()
         self.rules = rules
         self.dedup_window_ms = dedup_window_ms
         self._batch: dict[bytes, tuple[int, dict[str, Any]]] = {}
@@ -33,6 +36,7 @@ class Sessionizer:
     def begin_batch(self) -> None:
         self._batch.clear()
         self._dirty.clear()
+        self.attributor.begin_batch()
 
     def _state(self, key: bytes, partition: int) -> dict[str, Any]:
         entry = self._batch.get(key)
@@ -55,9 +59,14 @@ class Sessionizer:
             row["session_id"], row["session_seq"] = "", 0
             return
         sessions = state.setdefault("sessions", [])
+        known = {s["id"] for s in sessions}
         sess, seq = assign(sessions, visitor_key, _hit(row, ts), self.rules)
         row["session_id"], row["session_seq"] = sess["id"], seq
         self._dirty[sess["id"]] = (row["site_id"], row["visitor_id"], sess)
+        if sess["id"] not in known:  # a session started: it is a touchpoint
+            self.attributor.touch(state, sess)
+        if self.attributor.is_conversion(row):
+            self.attributor.convert(state, row, ts)
 
     def _dedup(self, state: dict[str, Any], event_id: str, received: int) -> None:
         seen: dict[str, int] = state.setdefault("seen", {})
@@ -101,7 +110,8 @@ def _hit(row: dict[str, Any], ts: int) -> Hit:
     return Hit(
         event_id=row["event_id"], ts_ms=ts, type=row["type"], path=row["path"],
         revenue=row["revenue"], source_key=key, source=row["source"], medium=row["medium"],
-        campaign=row["utm_campaign"], channel=row["channel"],
+        campaign=row["utm_campaign"], channel=row["channel"], term=row["utm_term"],
+        content=row["utm_content"], click_id=row["click_id_type"],
         referrer_host=row["referrer_host"], device_type=row["device_type"],
         browser=row["browser"], os=row["os"], country=row["country"], user_id=row["user_id"],
     )

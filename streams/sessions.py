@@ -66,6 +66,9 @@ class Hit:
     os: str
     country: str
     user_id: str
+    term: str = ""
+    content: str = ""
+    click_id: str = ""
 
 
 def session_id(visitor_key: str, first_event_id: str) -> str:
@@ -81,6 +84,7 @@ def _new_session(visitor_key: str, hit: Hit, rules: SessionRules) -> dict[str, A
         "entry": hit.path, "exit": hit.path, "exit_ts": hit.ts_ms, "src_key": hit.source_key,
         "source": hit.source, "medium": hit.medium, "campaign": hit.campaign,
         "channel": hit.channel, "ref": hit.referrer_host, "device": hit.device_type,
+        "term": hit.term, "content": hit.content, "click": hit.click_id,
         "browser": hit.browser, "os": hit.os, "country": hit.country, "user": hit.user_id,
     }
 
