@@ -68,6 +68,30 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
                     "is_engaged": int(version >= 2), "is_bounce": int(version < 2),
                     "version": version, "device_type": "desktop", "country": "DE",
                 })
+    conversions, credits = [], []
+    for c in range(60):
+        path = [rng.choice(CHANNELS) for _ in range(rng.randint(1, 4))]
+        ts = now - rng.randint(0, 20 * 86_400_000)
+        cid = str(uuid.uuid4())
+        conversions.append({
+            "conversion_id": cid, "site_id": "docs.example", "visitor_id": f"v{c}",
+            "ts": ms_to_text(ts), "name": "purchase", "revenue": "30", "currency": "EUR",
+            "path_length": len(path), "time_to_convert_ms": rng.randint(0, 9 * 86_400_000),
+            "first_channel": path[0], "last_channel": path[-1], "path": path,
+        })
+        for model in ("first_touch", "last_touch", "last_non_direct", "linear",
+                      "time_decay", "position_based"):
+            for i, channel in enumerate(path):
+                credits.append({
+                    "conversion_id": cid, "site_id": "docs.example",
+                    "conversion_ts": ms_to_text(ts), "model": model, "touch_index": i,
+                    "touch_ts": ms_to_text(ts - 1000), "channel": channel,
+                    "source": channel.lower(), "medium": "x", "campaign": "c",
+                    "credit": 1 / len(path), "revenue_credit": str(round(30 / len(path), 4)),
+                    "currency": "EUR",
+                })
+    s.insert_json_rows("clickstream.conversions", [orjson.dumps(r) for r in conversions])
+    s.insert_json_rows("clickstream.attribution", [orjson.dumps(r) for r in credits])
     s.insert_json_rows("clickstream.events", [orjson.dumps(e) for e in events])
     for first in (True, False):  # versions arrive in separate inserts, as from the sink
         s.insert_json_rows("clickstream.sessions", [
