@@ -22,6 +22,8 @@ PIPELINE_TOPICS: dict[str, str] = {
     "traffic": "real-time traffic windows",
     "conversions": "one record per attributed conversion (path length, time to convert)",
     "attribution": "conversion credits per model and touchpoint",
+    "identity": "internal: touchpoints and conversions of identified users, keyed by site + "
+    "user (cross-device attribution)",
 }
 
 

@@ -26,6 +26,7 @@ from schemas.timefmt import ms_to_text, now_ms
 from streams import kafka_compat
 from streams.attribution.stream import Attributor
 from streams.enrichment import Enricher
+from streams.identity import identity_key, register_identity_agent
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Ctx, Pipeline, Step
 from streams.sessionize import Sessionizer
@@ -101,6 +102,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
     )
     sessionizer = Sessionizer(visitors, rules, settings.dedup_window_minutes * 60_000,
                               attributor)
+    identity_topic = app.topic(settings.topic("identity"), key_serializer="raw",
+                               value_serializer="raw")
     conversions_topic = app.topic(settings.topic("conversions"), key_serializer="raw",
                                   value_serializer="raw")
     attribution_topic = app.topic(settings.topic("attribution"), key_serializer="raw",
@@ -118,6 +121,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
             sessionizer.begin_batch()
             pipeline.run(ctxs)
             deliveries = await emit(ctxs)
+            for rec in sessionizer.identity:
+                deliveries.append(await app.producer.send(
+                    identity_name, identity_key(rec["site_id"], rec["user"]), orjson.dumps(rec),
+                    None, None, None))
             for topic, key, rows in (
                 (sessions_name, "session_id", sessionizer.session_rows()),
                 (conversions_topic.get_topic_name(), "conversion_id", attributor.conversions),
@@ -160,6 +167,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
         return deliveries
 
     sessions_name = sessions_topic.get_topic_name()
+    identity_name = identity_topic.get_topic_name()
+    register_identity_agent(
+        app, identity_topic, Attributor(attributor.lookback_ms, attributor.half_life_ms,
+                                        attributor.max_touchpoints, attributor.goals),
+        settings.topic_partitions,
+        {"conversions": conversions_topic.get_topic_name(),
+         "attribution": attribution_topic.get_topic_name()},
+        settings.worker_batch_size, settings.worker_batch_seconds)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:

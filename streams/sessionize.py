@@ -31,12 +31,14 @@ class Sessionizer:
         self.rules = rules
         self.dedup_window_ms = dedup_window_ms
         self._batch: dict[bytes, tuple[int, dict[str, Any]]] = {}
+        self.identity: list[dict[str, Any]] = []  # records for the user-keyed agent
         self._dirty: dict[str, tuple[str, str, dict[str, Any]]] = {}
 
     def begin_batch(self) -> None:
         self._batch.clear()
         self._dirty.clear()
         self.attributor.begin_batch()
+        self.identity: list[dict[str, Any]] = []  # records for the user-keyed agent
 
     def _state(self, key: bytes, partition: int) -> dict[str, Any]:
         entry = self._batch.get(key)
@@ -63,10 +65,22 @@ class Sessionizer:
         sess, seq = assign(sessions, visitor_key, _hit(row, ts), self.rules)
         row["session_id"], row["session_seq"] = sess["id"], seq
         self._dirty[sess["id"]] = (row["site_id"], row["visitor_id"], sess)
-        if sess["id"] not in known:  # a session started: it is a touchpoint
-            self.attributor.touch(state, sess)
-        if self.attributor.is_conversion(row):
-            self.attributor.convert(state, row, ts)
+        attributor = self.attributor
+        if row["user_id"] and state.get("user") != row["user_id"]:
+            state["user"] = row["user_id"]  # linked: hand the history to the user's
+            self.identity.append(_link(row, state.get("tp", [])))
+        started = sess["id"] not in known
+        if started:  # a session started: it is a touchpoint
+            tp = attributor.session_touchpoint(sess)
+            attributor.touch(state, [tp])
+            if state.get("user"):
+                self.identity.append(_link(row, [tp], state["user"]))
+        if attributor.is_conversion(row):
+            if state.get("user"):
+                self.identity.append({"kind": "conversion", "site_id": row["site_id"],
+                                      "user": state["user"], "ts": ts, "row": _slim(row)})
+            else:
+                attributor.convert(state, row, ts)
 
     def _dedup(self, state: dict[str, Any], event_id: str, received: int) -> None:
         seen: dict[str, int] = state.setdefault("seen", {})
@@ -102,6 +116,20 @@ class Sessionizer:
         """Write every visitor state touched in this batch (after outputs are acked)."""
         return await self.table.put_many(
             (key, partition, state) for key, (partition, state) in self._batch.items())
+
+
+_SLIM = ("event_id", "site_id", "visitor_id", "user_id", "type", "name", "path", "revenue",
+         "currency", "props", "session_id")
+
+
+def _slim(row: dict[str, Any]) -> dict[str, Any]:
+    """What attribution needs of a conversion event."""
+    return {k: row[k] for k in _SLIM}
+
+
+def _link(row: dict[str, Any], tps: list[Any], user: str = "") -> dict[str, Any]:
+    return {"kind": "touch", "site_id": row["site_id"], "user": user or row["user_id"],
+            "visitor_id": row["visitor_id"], "tp": tps}
 
 
 def _hit(row: dict[str, Any], ts: int) -> Hit:

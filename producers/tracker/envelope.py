@@ -1,33 +1,26 @@
-"""The raw-topic record the collector writes, re-made for trusted backends writing to Kafka.
+"""The raw-topic record the collector writes, made by a trusted backend writing to Kafka.
 
-Mirrors `producers.collector.kafka_out` (envelope and partition key) without importing it:
-that module pulls in aiokafka and registers the collector's Prometheus metrics in the host
-application. `tests/unit/test_tracker_envelope.py` checks both keys agree.
+The key comes from the collector's own function (`producers.collector.records`, a light
+module: no aiokafka, no metrics), so a visitor's events share a partition whichever way
+they come in.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import orjson
 
+from producers.collector.records import partition_key
+
 ENVELOPE_VERSION = 1
 
-
-def partition_key(event: dict[str, Any], ip: str, ua: str) -> bytes:
-    """site_id|anonymous_id, or site_id|~hash(ip, ua) for cookieless events (as the collector)."""
-    site = event.get("site_id")
-    site = site if isinstance(site, str) else ""
-    anon = event.get("anonymous_id")
-    if isinstance(anon, str) and anon:
-        return f"{site}|{anon}".encode()
-    digest = hashlib.blake2b(f"{ip}\x1f{ua}".encode(), digest_size=8).hexdigest()
-    return f"{site}|~{digest}".encode()
+__all__ = ["ENVELOPE_VERSION", "encode_record", "envelope", "partition_key"]
 
 
 def envelope(event: dict[str, Any], *, received_at: int, ip: str = "",
              ua: str = "") -> dict[str, Any]:
+    """{"v": 1, "received_at": epoch ms, "ip", "ua", "event"}: what the stream worker reads."""
     return {"v": ENVELOPE_VERSION, "received_at": received_at, "ip": ip, "ua": ua, "event": event}
 
 

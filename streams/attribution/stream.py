@@ -10,6 +10,9 @@ under all models the moment it arrives.
   under replay). A repeated `order_id` prop is not attributed twice.
 - Output rows are keyed by conversion id, model and touch index, so a replay after a worker
   restart replaces rows instead of adding to them.
+- Cross-device: once a visitor is linked to a user id (identify, or any event with a
+  user_id), its touchpoints and later conversions go to the user's history instead
+  (streams/identity.py), so a conversion on another device finds them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from schemas.timefmt import ms_to_text
 from streams.attribution.models import attribute, touchpoints_in_window
-from streams.attribution.touchpoints import Touchpoint, add_touchpoint
+from streams.attribution.touchpoints import Touchpoint, merge_touchpoints
 
 DAY_MS = 86_400_000
 ORDERS_CAP = 200
@@ -66,16 +69,21 @@ class Attributor:
         self.conversions = []
         self.credits = []
 
-    def touch(self, state: dict[str, Any], sess: dict[str, Any]) -> None:
-        """Record a session start as a touchpoint of this visitor."""
-        tp = Touchpoint(sess["start"], sess["channel"] or "Direct", sess["source"],
-                        sess["medium"], sess["campaign"], sess.get("term", ""),
-                        sess.get("content", ""), sess["entry"], sess.get("click", ""),
-                        sess["id"])
-        history = tuple(_decode(t) for t in state.get("tp", ()))
-        newest = max(tp.ts_ms, history[-1].ts_ms if history else 0)
-        kept = add_touchpoint(history, tp, max_kept=self.max_touchpoints,
-                              horizon_ms=self.lookback_ms, now_ms=newest)
+    @staticmethod
+    def session_touchpoint(sess: dict[str, Any]) -> list[Any]:
+        """A session start as an (encoded) touchpoint."""
+        return _encode(Touchpoint(sess["start"], sess["channel"] or "Direct", sess["source"],
+                                  sess["medium"], sess["campaign"], sess.get("term", ""),
+                                  sess.get("content", ""), sess["entry"], sess.get("click", ""),
+                                  sess["id"]))
+
+    def touch(self, state: dict[str, Any], encoded: Sequence[list[Any]]) -> None:
+        """Fold (encoded) touchpoints into a visitor's or user's bounded history."""
+        history = [_decode(t) for t in state.get("tp", ())]
+        new = [_decode(t) for t in encoded]
+        newest = max(t.ts_ms for t in [*history, *new])
+        kept = merge_touchpoints(history, new, max_kept=self.max_touchpoints,
+                                 horizon_ms=self.lookback_ms, now_ms=newest)
         state["tp"] = [_encode(t) for t in kept]
 
     def is_conversion(self, row: dict[str, Any]) -> bool:

@@ -106,3 +106,35 @@ def test_conversions_are_attributed_under_every_model(stack_factory: Callable[..
         f"SELECT model, round(sum(credit), 9), sum(revenue_credit) FROM {db}.attribution FINAL "
         "GROUP BY conversion_id, model")
     assert all(credit == 1 for _, credit, _ in sums)
+
+
+def test_identify_stitches_devices_for_attribution(stack_factory: Callable[..., Stack]) -> None:
+    """Laptop: arrives from a newsletter, logs in. Phone: logs in, buys. The purchase is
+    credited to the newsletter touch made on the laptop."""
+    stack = stack_factory()
+    t = now_ms() - 60_000
+    produce(stack, [
+        raw("laptop", t - 5 * DAY, "https://attr.example/?utm_source=newsletter&utm_medium=email"
+            "&utm_campaign=winter"),
+        raw("laptop", t - 5 * DAY + 60_000, "https://attr.example/account", type="identify",
+            user_id="u-42"),
+        raw("phone", t - 60_000, "https://attr.example/", "https://www.instagram.com/"),
+        raw("phone", t, "https://attr.example/login", type="identify", user_id="u-42"),
+        raw("phone", t + 30_000, "https://attr.example/buy", type="conversion",
+            name="purchase", revenue={"amount": 80, "currency": "EUR"}),
+        raw("stranger", t, "https://attr.example/buy", type="conversion", name="purchase",
+            revenue={"amount": 5, "currency": "EUR"}),
+    ])
+    store, db = store_of(stack), stack.settings.database
+    rows = wait_until(lambda: (r := store.query_rows(
+        f"SELECT visitor_id, path, first_channel, last_channel FROM {db}.conversions FINAL "
+        "ORDER BY visitor_id")[1]) and len(r) == 2 and r, timeout=120,
+        what="2 conversions, one through the user-keyed agent")
+    phone, stranger = rows
+    assert phone == ["phone", ["Email", "Organic Social"], "Email", "Organic Social"]
+    assert stranger == ["stranger", ["Direct"], "Direct", "Direct"]
+    _, first = store.query_rows(
+        f"SELECT campaign, revenue_credit FROM {db}.attribution FINAL WHERE model = "
+        "'first_touch' AND conversion_id = (SELECT conversion_id FROM "
+        f"{db}.conversions FINAL WHERE visitor_id = 'phone')")
+    assert first == [["winter", 80]]

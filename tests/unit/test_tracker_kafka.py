@@ -11,12 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.future import Future
 
-from producers.collector.kafka_out import partition_key as collector_key
+from producers.collector.records import RecordMaker
 from producers.tracker import KafkaTransport, Tracker, TrackerError, best_compression
 from producers.tracker.build import now_ms
 from producers.tracker.envelope import encode_record, partition_key
@@ -77,12 +75,17 @@ def test_record_is_the_collectors_envelope_keyed_by_site_and_visitor() -> None:
     assert key2 != encode_record(cookieless, received_at=1, ip="203.0.113.5", ua="UA/3")[0]
 
 
-@given(site=st.text(max_size=8), anon=st.one_of(st.none(), st.text(max_size=8)),
-       ip=st.text(max_size=8), ua=st.text(max_size=8))
-def test_key_is_the_same_as_the_collectors(site: str, anon: str | None, ip: str,
-                                           ua: str) -> None:
-    event = {"site_id": site, "anonymous_id": anon}
-    assert partition_key(event, ip, ua) == collector_key(event, ip, ua)
+def test_record_equals_what_the_collector_writes_for_the_same_event() -> None:
+    for event in ({"event_id": "e1", "type": "event", "site_id": "shop", "name": "x", "ts": 1,
+                   "anonymous_id": "v-1", "props": {"a": "é"}},
+                  {"event_id": "e2", "type": "event", "site_id": "shop", "name": "x", "ts": 1}):
+        maker = RecordMaker("t.raw", "t.invalid", 1_700_000_000_001, "192.0.2.1", "UA/9",
+                            dnt=False)
+        theirs = maker.raw(event)
+        key, value = encode_record(event, received_at=1_700_000_000_001, ip="192.0.2.1",
+                                   ua="UA/9")
+        assert key == theirs.key
+        assert orjson.loads(value) == orjson.loads(theirs.value)
 
 
 def test_producer_is_configured_for_acks_all_batching_and_no_idempotence() -> None:
