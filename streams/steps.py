@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import orjson
@@ -63,6 +64,9 @@ def make_visitor(salts: SaltStore) -> Callable[[Ctx], None]:
         ev = ctx.event
         if ev.anonymous_id:
             ctx.row["visitor_id"] = ev.anonymous_id
+        elif ctx.envelope.get("dnt"):
+            # Do Not Track / GPC without a tracker id: nothing links this event to any other
+            ctx.row["visitor_id"] = hashlib.blake2b(ev.event_id.bytes, digest_size=8).hexdigest()
         else:
             day = ctx.row["received_at"][:10]
             ip = str(ctx.envelope.get("ip") or "")

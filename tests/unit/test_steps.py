@@ -1,0 +1,65 @@
+"""Worker steps on single events: timestamps, visitor ids (cookieless, DNT), dead letters."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clickstream.settings import WorkerSettings
+from streams.pipeline import Ctx, Pipeline, Step
+from streams.steps import base_fields, decode, make_timestamp, make_visitor, validate
+from streams.visitor import SaltStore
+
+NOW = 1_763_900_000_000
+
+
+def run(tmp_path: Path, event: dict[str, Any], **envelope: Any) -> Ctx:
+    settings = WorkerSettings(home=tmp_path)
+    steps = [Step("decode", decode), Step("validate", validate),
+             Step("timestamp", make_timestamp(settings)),
+             Step("visitor", make_visitor(SaltStore(tmp_path / "salts.json"))),
+             Step("fields", base_fields)]
+    env = {"v": 1, "received_at": NOW, "ip": "203.0.113.5", "ua": "UA", "event": event,
+           **envelope}
+    return Pipeline(steps).run([Ctx(orjson.dumps(env))])[0]
+
+
+def event(**over: Any) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "type": "pageview", "site_id": "s",
+            "ts": NOW - 5000, "url": "https://s.example/", **over}
+
+
+def test_tracker_id_wins(tmp_path: Path) -> None:
+    assert run(tmp_path, event(anonymous_id="abc")).row["visitor_id"] == "abc"
+
+
+def test_cookieless_id_is_stable_per_ip_and_agent(tmp_path: Path) -> None:
+    a = run(tmp_path, event()).row["visitor_id"]
+    b = run(tmp_path, event()).row["visitor_id"]
+    c = run(tmp_path, event(), ua="Other UA").row["visitor_id"]
+    assert a == b != c and len(a) == 16 and "203.0.113.5" not in a
+
+
+def test_do_not_track_links_nothing(tmp_path: Path) -> None:
+    a = run(tmp_path, event(), dnt=True, ip="").row["visitor_id"]
+    b = run(tmp_path, event(), dnt=True, ip="").row["visitor_id"]
+    assert a != b and len(a) == 16
+
+
+def test_client_clock_far_in_the_future_uses_receive_time(tmp_path: Path) -> None:
+    ok = run(tmp_path, event(ts=NOW - 60_000)).row
+    future = run(tmp_path, event(ts=NOW + 3600_000)).row
+    assert ok["ts"].endswith(":13:20.000") is False and ok["_ts_ms"] == NOW - 60_000
+    assert future["_ts_ms"] == NOW and future["ts"] == future["received_at"]
+
+
+def test_invalid_events_carry_step_and_reason(tmp_path: Path) -> None:
+    bad = run(tmp_path, event(type="event"))
+    assert (bad.reject_step, bad.ok) == ("validate", False)
+    assert "needs name" in bad.reject_reason
+    garbage = Pipeline([Step("decode", decode)]).run([Ctx(b"{not json")])[0]
+    assert garbage.reject_step == "decode" and garbage.reject_reason.startswith(
+        "malformed_envelope")
