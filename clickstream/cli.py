@@ -54,6 +54,27 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    from sinks.connect import open_store
+    from sinks.erase import erase
+    from sinks.store import StoreError
+
+    settings = CommonSettings()
+    kind, subject = ("visitor", args.visitor) if args.visitor else ("user", args.user)
+    store = open_store(settings)
+    try:
+        counts = erase(store, settings.database, args.site, kind, subject)
+    except (StoreError, ValueError) as exc:
+        err.print(f"[red]erase failed:[/red] {exc}")
+        return 1
+    finally:
+        store.close()
+    total = sum(counts.values())
+    err.print(f"erased {kind} from site {args.site}: {total:,} rows "
+              f"({', '.join(f'{t} {n}' for t, n in counts.items())}); audit in erasure_log")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from clickstream.status import print_status
 
@@ -117,6 +138,12 @@ def parser() -> argparse.ArgumentParser:
     sql.set_defaults(fn=cmd_sql)
     sub.add_parser("migrate", help="apply schema migrations").set_defaults(fn=cmd_migrate)
     sub.add_parser("status", help="what runs, and what is stored").set_defaults(fn=cmd_status)
+    erase = sub.add_parser("erase", help="delete one person's rows from every table (GDPR)")
+    erase.add_argument("--site", required=True)
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("--visitor", help="visitor id (anonymous_id or cookieless id)")
+    who.add_argument("--user", help="user id given to identify")
+    erase.set_defaults(fn=cmd_erase)
     sub.add_parser("settings", help="list every setting").set_defaults(fn=cmd_settings)
     for name in ("collector", "worker", "sink"):
         sub.add_parser(name, help=f"run only the {name}").set_defaults(fn=cmd_service)
