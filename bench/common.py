@@ -16,21 +16,29 @@ from producers.demo import USER_AGENTS, DemoTraffic
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def envelopes(n: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
-    """n raw-topic records (key, value) as the collector writes them, from demo traffic."""
+def envelopes(n: int, seed: int = 11, grouped: bool = False) -> list[tuple[bytes, bytes]]:
+    """Raw-topic records (key, value) for n events, from demo traffic: one event per record,
+    or (grouped) one record per visitor per request of 20 events."""
     rng = random.Random(seed)
     traffic = DemoTraffic(seed)
     now = int(time.time() * 1000)
     out: list[tuple[bytes, bytes]] = []
-    for batch in traffic.batches(50):
+    events = 0
+    for batch in traffic.batches(20):
+        ip = f"{rng.choice((81, 88, 151, 178, 203))}.{rng.randint(0, 255)}." \
+             f"{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+        head = {"v": 1, "received_at": now, "ip": ip, "ua": rng.choice(USER_AGENTS)}
+        groups: dict[bytes, list[dict[str, Any]]] = {}
         for ev in batch:
-            ip = f"{rng.choice((81, 88, 151, 178, 203))}.{rng.randint(0, 255)}." \
-                 f"{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-            env = {"v": 1, "received_at": now, "ip": ip, "ua": rng.choice(USER_AGENTS),
-                   "event": ev}
-            out.append((f"{ev['site_id']}|{ev['anonymous_id']}".encode(), orjson.dumps(env)))
-        if len(out) >= n:
-            return out[:n]
+            groups.setdefault(f"{ev['site_id']}|{ev['anonymous_id']}".encode(), []).append(ev)
+        for key, evs in groups.items():
+            if grouped:
+                out.append((key, orjson.dumps({**head, "events": evs})))
+            else:
+                out.extend((key, orjson.dumps({**head, "event": ev})) for ev in evs)
+        events += len(batch)
+        if events >= n:
+            return out
     return out
 
 

@@ -45,14 +45,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--core", type=int, default=0, help="CPU core to pin the worker to")
+    ap.add_argument("--grouped", action="store_true",
+                    help="one raw message per visitor per request (as the collector groups)")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     with EmbeddedBroker() as broker:
         settings = CommonSettings(home=home, kafka_bootstrap=broker.bootstrap,
                                   broker_profile="embedded", topic_prefix="bench")
         create_topics_sync(settings)
-        records = envelopes(args.events)
-        print(f"preloading {len(records):,} raw events ...")
+        records = envelopes(args.events, grouped=args.grouped)
+        print(f"preloading {args.events:,} raw events in {len(records):,} messages ...")
         asyncio.run(preload(broker.bootstrap, settings.topic("raw"), records))
         port = free_port()
         env = {**os.environ, "CLICKSTREAM_HOME": str(home),
@@ -74,7 +76,7 @@ def main() -> None:
             done = int(float(m.group(1))) if m else 0
             if done and first_seen is None:
                 first_seen = (time.monotonic(), cpu_seconds(worker.process.pid), done)
-            if done >= len(records):
+            if done >= args.events:
                 break
             if time.monotonic() - start > 600:
                 raise SystemExit(f"worker stalled at {done:,} events; see {worker.log_path}")
@@ -84,17 +86,18 @@ def main() -> None:
         worker.stop()
     # measure from the first processed batch: startup and group join are not throughput
     t0, c0, n0 = first_seen or (start, cpu0, 0)
-    n = len(records) - n0
+    n = args.events - n0
     wall, cpu = end - t0, cpu1 - c0
     result = {
-        "events": len(records), "measured_events": n, "wall_seconds": round(wall, 2),
+        "events": args.events, "messages": len(records), "grouped": args.grouped,
+        "measured_events": n, "wall_seconds": round(wall, 2),
         "events_per_second": round(n / wall), "cpu_seconds": round(cpu, 2),
         "events_per_cpu_second": round(n / cpu) if cpu else None,
         "cpu_us_per_event": round(cpu / n * 1e6, 1),
-        "step_us_per_event": {k: round(v / len(records) * 1e6, 2) for k, v in steps.items()},
+        "step_us_per_event": {k: round(v / args.events * 1e6, 2) for k, v in steps.items()},
         "target_events_per_core_second": 15_000,
     }
-    path = write_result("worker", result)
+    path = write_result("worker_grouped" if args.grouped else "worker", result)
     print(f"{n:,} events in {wall:.1f} s: {n / wall:,.0f} events/s wall, "
           f"{result['events_per_cpu_second']:,} events per CPU-second "
           f"({result['cpu_us_per_event']} us/event; target 15,000/s per core)")

@@ -19,6 +19,7 @@ from sinks.metrics import BACKPRESSURE, CONSUMER_LAG
 from sinks.migrate import migrate
 from sinks.store import ChdbStore, ServerStore, Store, StoreError
 from sinks.writer import Backpressure, BatchWriter
+from streams import ndjson
 from streams.kafka_compat import TrueEndOffsets
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class SinkService:
             for tp, messages in batch.items():
                 if not messages:
                     continue
-                rows = [m.value for m in messages if m.value]
+                rows = [row for m in messages if m.value for row in ndjson.split(m.value)]
                 first, last = messages[0].offset, messages[-1].offset
                 try:
                     self.writer.write(self.tables[tp.topic], rows,

@@ -23,7 +23,7 @@ from clickstream import __version__
 from clickstream.settings import WorkerSettings
 from schemas.deadletter import dead_letter
 from schemas.timefmt import ms_to_text, now_ms
-from streams import kafka_compat
+from streams import kafka_compat, ndjson
 from streams.attribution.stream import Attributor
 from streams.enrichment import Enricher
 from streams.identity import identity_key, register_identity_agent
@@ -32,7 +32,7 @@ from streams.pipeline import Ctx, Pipeline, Step
 from streams.sessionize import Sessionizer
 from streams.sessions import SessionRules
 from streams.state import VisitorStateTable
-from streams.steps import default_steps
+from streams.steps import default_steps, expand
 from streams.visitor import SaltStore
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
     async def enrich(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.worker_batch_size,
                                               within=settings.worker_batch_seconds):
-            ctxs = [Ctx(ev.value, ev.key, ev.message.partition, ev.message.offset)
-                    for ev in batch]
+            ctxs = [ctx for ev in batch for ctx in expand(
+                ev.value, ev.key, ev.message.partition, ev.message.offset)]
             sessionizer.begin_batch()
             pipeline.run(ctxs)
             deliveries = await emit(ctxs)
@@ -125,8 +125,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 deliveries.append(await app.producer.send(
                     identity_name, identity_key(rec["site_id"], rec["user"]), orjson.dumps(rec),
                     None, None, None))
+            for chunk in ndjson.chunks(orjson.dumps(r) for r in sessionizer.session_rows()):
+                deliveries.append(await app.producer.send(
+                    sessions_name, None, chunk, None, None, None))
             for topic, key, rows in (
-                (sessions_name, "session_id", sessionizer.session_rows()),
                 (conversions_topic.get_topic_name(), "conversion_id", attributor.conversions),
                 (attribution_topic.get_topic_name(), "conversion_id", attributor.credits),
             ):
@@ -144,12 +146,12 @@ def create_app(settings: WorkerSettings) -> faust.App:
         send = app.producer.send
         events_name, invalid_name = events_topic.get_topic_name(), invalid_topic.get_topic_name()
         deliveries = []
+        by_partition: dict[int, list[bytes]] = {}
         for ctx in ctxs:
             if ctx.ok:
                 row = ctx.row
                 row.pop("_ts_ms", None)
-                deliveries.append(await send(events_name, ctx.key, orjson.dumps(row), None,
-                                             None, None))
+                by_partition.setdefault(ctx.partition, []).append(orjson.dumps(row))
             elif ctx.reject_step != "session":  # duplicates are counted, not dead-lettered
                 received = ctx.envelope.get("received_at")
                 payload = ctx.envelope.get("event", ctx.raw) if ctx.envelope else ctx.raw
@@ -160,9 +162,13 @@ def create_app(settings: WorkerSettings) -> faust.App:
                     received_at=ms_to_text(received) if isinstance(received, int)
                     else failed_at,
                     failed_at=failed_at, site_id=site if isinstance(site, str) else "",
-                    origin=f"{settings.topic('raw')}/{ctx.partition}/{ctx.offset}",
+                    origin=f"{settings.topic('raw')}/{ctx.partition}/{ctx.offset}/{ctx.index}",
                 )
                 deliveries.append(await send(invalid_name, ctx.key, orjson.dumps(record), None,
+                                             None, None))
+        for partition, rows in by_partition.items():  # NDJSON: many events per message
+            for chunk in ndjson.chunks(rows):
+                deliveries.append(await send(events_name, str(partition).encode(), chunk, None,
                                              None, None))
         return deliveries
 

@@ -22,12 +22,13 @@ class Reject(Exception):
 class Ctx:
     """One event on its way through the steps."""
 
-    __slots__ = ("envelope", "event", "key", "offset", "partition", "raw", "reject_reason",
-                 "reject_step", "row", "state")
+    __slots__ = ("envelope", "event", "index", "key", "offset", "partition", "raw",
+                 "reject_reason", "reject_step", "row", "state")
 
     def __init__(self, raw: bytes, key: bytes | None = None, partition: int = -1,
-                 offset: int = -1) -> None:
+                 offset: int = -1, index: int = 0) -> None:
         self.raw = raw
+        self.index = index
         self.key = key
         self.partition = partition
         self.offset = offset

@@ -16,8 +16,33 @@ from streams.pipeline import Ctx, Reject, Step
 from streams.visitor import SaltStore, cookieless_id
 
 
+def expand(raw: bytes, key: bytes | None, partition: int, offset: int) -> list[Ctx]:
+    """One raw Kafka message -> one context per event. A message is either one envelope
+    {received_at, ip, ua, event} or a group {received_at, ip, ua, events: [...]} of one
+    visitor's events from one request (fewer, larger messages: Faust's per-message cost is
+    the worker's largest). Anything else stays whole, for `decode` to reject."""
+    if b'"events"' in raw:
+        try:
+            env = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            env = None
+        if isinstance(env, dict) and isinstance(env.get("events"), list) and env["events"]:
+            head = {k: v for k, v in env.items() if k != "events"}
+            out = []
+            for i, event in enumerate(env["events"]):
+                ctx = Ctx(raw, key, partition, offset, index=i)
+                ctx.envelope = {**head, "event": event}
+                out.append(ctx)
+            return out
+    return [Ctx(raw, key, partition, offset)]
+
+
 def decode(ctx: Ctx) -> None:
     """Parse the collector envelope: {received_at, ip, ua, event}."""
+    if ctx.envelope:  # already parsed by expand()
+        if not isinstance(ctx.envelope.get("received_at"), int):
+            raise Reject("malformed_envelope: expected an object with event and received_at")
+        return
     try:
         env = orjson.loads(ctx.raw)
     except orjson.JSONDecodeError as exc:

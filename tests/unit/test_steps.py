@@ -63,3 +63,27 @@ def test_invalid_events_carry_step_and_reason(tmp_path: Path) -> None:
     garbage = Pipeline([Step("decode", decode)]).run([Ctx(b"{not json")])[0]
     assert garbage.reject_step == "decode" and garbage.reject_reason.startswith(
         "malformed_envelope")
+
+
+def test_a_grouped_message_expands_to_one_context_per_event(tmp_path: Path) -> None:
+    from streams.steps import expand
+
+    events = [event(anonymous_id="g"), event(anonymous_id="g", type="event")]  # 2nd: no name
+    raw = orjson.dumps({"v": 1, "received_at": NOW, "ip": "", "ua": "UA", "events": events})
+    ctxs = expand(raw, b"s|g", 3, 41)
+    assert [(c.partition, c.offset, c.index) for c in ctxs] == [(3, 41, 0), (3, 41, 1)]
+    settings = WorkerSettings(home=tmp_path)
+    out = Pipeline([Step("decode", decode), Step("validate", validate),
+                    Step("timestamp", make_timestamp(settings))]).run(ctxs)
+    assert out[0].ok and out[0].row["received_at"].startswith("2025-11-23")
+    assert out[1].reject_step == "validate" and "needs name" in out[1].reject_reason
+
+
+def test_malformed_groups_are_rejected_whole(tmp_path: Path) -> None:
+    from streams.steps import expand
+
+    for raw in (b'{"events": 5}', b'{"events": []}', b'{"events": [1', b'[{"events": 1}]'):
+        ctxs = expand(raw, None, 0, 0)
+        assert len(ctxs) == 1
+        Pipeline([Step("decode", decode), Step("validate", validate)]).run(ctxs)
+        assert not ctxs[0].ok, raw
