@@ -39,6 +39,7 @@ class ClientIp:
         self.trusted = trusted
         self.trust_all = trust_all and not trusted
         self.is_trusted = lru_cache(maxsize=4096)(self._is_trusted)
+        self._resolved: dict[tuple[str, str], str] = {}
 
     def _is_trusted(self, text: str) -> bool:
         if self.trust_all:
@@ -50,6 +51,15 @@ class ClientIp:
         if not forwarded_for or not (self.trusted or self.trust_all) \
                 or not self.is_trusted(peer):
             return peer
+        key = (peer, forwarded_for)
+        client = self._resolved.get(key)
+        if client is None:
+            if len(self._resolved) >= 20_000:
+                self._resolved.clear()
+            client = self._resolved[key] = self._resolve(peer, forwarded_for)
+        return client
+
+    def _resolve(self, peer: str, forwarded_for: str) -> str:
         client = peer
         for hop in reversed(forwarded_for.split(",")):
             addr = _address(hop)

@@ -1,55 +1,74 @@
-"""The collector's Kafka side: keyed envelopes to clickstream.raw, dead letters to .invalid."""
+"""The collector's Kafka side: records grouped per partition into batches, acks=all.
+
+Records are partitioned with Kafka's default (murmur2) partitioner on the key, like a plain
+`send(key=...)` would, but appended to one BatchBuilder per partition: far fewer futures and
+coroutine hops per event than one `send()` each.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
+from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
-import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from clickstream.settings import CollectorSettings
-from producers.collector.metrics import IN_FLIGHT, PRODUCE_ERRORS
+from producers.collector.records import Record
 
 
-def partition_key(event: Any, ip: str, ua: str) -> bytes:
-    """site_id + visitor: all events of one visitor land in one partition, in order.
-    Cookieless events (no anonymous_id) are keyed by a hash of IP and user agent, which
-    groups them exactly as the stream worker's daily-salted visitor id will."""
-    if not isinstance(event, dict):
-        return b""
-    site = event.get("site_id")
-    site = site if isinstance(site, str) else ""
-    anon = event.get("anonymous_id")
-    if isinstance(anon, str) and anon:
-        return f"{site}|{anon}".encode()
-    digest = hashlib.blake2b(f"{ip}\x1f{ua}".encode(), digest_size=8).hexdigest()
-    return f"{site}|~{digest}".encode()
+class Producer(Protocol):
+    """What the delivery buffer needs; tests inject an in-memory fake."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send_batch(self, records: Sequence[Record]) -> None: ...
+    async def reachable(self) -> bool: ...
 
 
-class RawProducer:
-    """Produces with acks=all; `send_batch` returns only when Kafka has every record."""
+class PartialDelivery(Exception):
+    """Some records were not acknowledged; `failed` are the ones to send again."""
+
+    def __init__(self, failed: list[Record], cause: BaseException) -> None:
+        super().__init__(f"{len(failed)} records not acknowledged: {cause!r}")
+        self.failed = failed
+        self.cause = cause
+
+
+class KafkaSink:
+    """`send_batch` returns only when Kafka has acknowledged every record (acks=all)."""
 
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
-        self.raw_topic = settings.topic("raw")
-        self.invalid_topic = settings.topic("invalid")
         self._producer: AIOKafkaProducer | None = None
+        self._hash_cache: dict[bytes, int] = {}
 
     async def start(self) -> None:
         settings = self.settings
-        self._producer = AIOKafkaProducer(
+        # Big batches: fewer round trips per partition. Kafka's default broker limit
+        # (message.max.bytes) is 1,048,588; one record (a body plus headers) must always fit.
+        batch_size = max(1_000_000, 2 * settings.collector_max_body_bytes + 64 * 1024)
+        producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             acks="all",
             linger_ms=2,
-            max_batch_size=256 * 1024,
+            max_batch_size=batch_size,
+            max_request_size=max(1024 * 1024, batch_size + 64 * 1024),
             request_timeout_ms=10_000,
+            retry_backoff_ms=200,
             # Idempotence needs InitProducerId, which the embedded broker rejects.
             enable_idempotence=not settings.embedded_broker,
         )
-        await self._producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -59,26 +78,73 @@ class RawProducer:
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
+            producer, self._producer = self._producer, None
+            await producer.stop()
 
-    async def send_batch(self, records: Sequence[tuple[str, bytes, dict[str, Any]]]) -> None:
-        """records: (topic kind 'raw'|'invalid', key, value) -> wait for all acks."""
-        futures = []
-        IN_FLIGHT.inc(len(records))
-        try:
-            for kind, key, value in records:
-                topic = self.raw_topic if kind == "raw" else self.invalid_topic
-                futures.append(await self.producer.send(topic, orjson.dumps(value), key=key))
-            await asyncio.gather(*futures)
-        except Exception:
-            PRODUCE_ERRORS.inc()
-            raise
-        finally:
-            IN_FLIGHT.dec(len(records))
+    def _hash(self, key: bytes) -> int:
+        h = self._hash_cache.get(key)
+        if h is None:
+            if len(self._hash_cache) >= 200_000:
+                self._hash_cache.clear()
+            h = self._hash_cache[key] = murmur2(key) & 0x7FFFFFFF
+        return h
+
+    async def send_batch(self, records: Sequence[Record]) -> None:
+        producer = self.producer
+        partitions: dict[str, list[int]] = {}
+        groups: dict[tuple[str, int], list[Record]] = defaultdict(list)
+        for rec in records:
+            parts = partitions.get(rec.topic)
+            if parts is None:
+                parts = partitions[rec.topic] = sorted(await producer.partitions_for(rec.topic))
+            groups[rec.topic, parts[self._hash(rec.key) % len(parts)]].append(rec)
+        # Partitions progress concurrently: a partition's next batch waits (in aiokafka)
+        # until its previous one is sent, and under HTTP load each wait costs a full turn
+        # of the event loop.
+        results = await asyncio.gather(*(self._send_partition(topic, partition, recs)
+                                         for (topic, partition), recs in groups.items()))
+        failed = [rec for recs, _ in results for rec in recs]
+        if failed:
+            cause = next(exc for _, exc in results if exc is not None)
+            raise PartialDelivery(failed, cause)
+
+    async def _send_partition(self, topic: str, partition: int, recs: list[Record]
+                              ) -> tuple[list[Record], BaseException | None]:
+        """Send one partition's records in as few batches as fit; returns what failed."""
+        producer = self.producer
+        pending: list[tuple[asyncio.Future[object], list[Record]]] = []
+        failed: list[Record] = []
+        cause: BaseException | None = None
+        start = 0
+        while start < len(recs):
+            batch = producer.create_batch()
+            end = start
+            while end < len(recs) and batch.append(
+                    key=recs[end].key, value=recs[end].value, timestamp=None) is not None:
+                end += 1
+            if end == start:  # cannot happen: batch_size is above any record's size
+                raise ValueError(f"record of {len(recs[start].value)} bytes too large")
+            try:
+                fut = await producer.send_batch(batch, topic, partition=partition)
+            except Exception as exc:
+                failed += recs[start:end]
+                cause = exc
+            else:
+                pending.append((fut, recs[start:end]))
+            start = end
+        results = await asyncio.gather(*(f for f, _ in pending), return_exceptions=True)
+        for (_, batch_recs), result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                failed += batch_recs
+                cause = result
+        return failed, cause
 
     async def reachable(self) -> bool:
+        """Cluster metadata answers within 2 s."""
+        if self._producer is None:
+            return False
         try:
-            await self.producer.client.fetch_all_metadata()
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 2.0)
         except Exception:
             return False
         return True

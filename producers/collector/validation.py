@@ -8,8 +8,10 @@ import orjson
 from pydantic import ValidationError
 
 from producers.collector.errors import ApiError
+from producers.collector.fastcheck import plainly_valid
 from schemas.event import Event, describe_validation_error
 
+MAX_REASON = 1000  # as the dead letter keeps
 JSON_TYPES = ("application/json", "text/plain", "application/octet-stream", "")
 
 
@@ -45,10 +47,12 @@ def event_problem(item: Any) -> str | None:
     """None when the item is a valid contract-v1 event, else the dead-letter reason."""
     if not isinstance(item, dict):
         return f"invalid: event must be a JSON object, got {_json_type(item)}"
+    if plainly_valid(item):
+        return None
     try:
         Event.model_validate(item)
     except ValidationError as exc:
-        return f"invalid: {describe_validation_error(exc)}"
+        return f"invalid: {describe_validation_error(exc)}"[:MAX_REASON]
     except (ValueError, TypeError, ArithmeticError) as exc:  # a validator hit an edge case
         return f"invalid: {type(exc).__name__}: {exc}"[:300]
     return None

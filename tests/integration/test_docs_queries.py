@@ -37,7 +37,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
     events, sessions = [], []
     for v in range(200):
         visitor = f"v{v}"
-        for k in range(rng.randint(1, 3)):
+        for _k in range(rng.randint(1, 3)):
             sid = uuid.uuid4().hex[:20]
             start = now - rng.randint(0, 6 * 86_400_000)
             channel = rng.choice(CHANNELS)
