@@ -45,8 +45,40 @@ class CommonSettings(BaseSettings):
         default=4, ge=1, le=1024,
         description="Partitions of the pipeline topics when this project creates them.",
     )
+    topic_replication_factor: int = Field(
+        default=3, ge=1, le=16,
+        description="Replication factor of the topics this project creates on real Kafka "
+        "(the worker's changelog topics too); the embedded broker always uses 1.",
+    )
+    topic_retention_hours: int = Field(
+        default=7 * 24, ge=1,
+        description="Retention of the pipeline topics (events, sessions, attribution, ...).",
+    )
+    topic_raw_retention_hours: int = Field(
+        default=24, ge=1,
+        description="Retention of clickstream.raw, which holds client IPs: keep it short.",
+    )
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
     log_level: str = Field(default="INFO", description="Python log level.")
+    events_ttl_days: int = Field(
+        default=400, ge=0, description="Retention of `events` (days; 0 keeps rows forever). "
+        "Applied by `clickstream migrate` and at sink start, also to existing tables.",
+    )
+    sessions_ttl_days: int = Field(
+        default=800, ge=0, description="Retention of `sessions` (days; 0 = forever).",
+    )
+    attribution_ttl_days: int = Field(
+        default=800, ge=0,
+        description="Retention of `conversions` and `attribution` (days; 0 = forever).",
+    )
+    rollup_ttl_days: int = Field(
+        default=1100, ge=0, description="Retention of rollup (pre-aggregated) tables "
+        "(days; 0 = forever).",
+    )
+    invalid_ttl_days: int = Field(
+        default=90, ge=0, description="Retention of `invalid_events` dead letters (days; "
+        "0 = forever).",
+    )
 
     @field_validator("clickhouse_url")
     @classmethod

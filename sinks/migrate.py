@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from clickstream.settings import CommonSettings
 from sinks.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,56 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def default_params(database: str) -> dict[str, object]:
-    return {"db": database, "events_ttl_days": 400, "invalid_ttl_days": 90,
-            "rollup_ttl_days": 800}
+#: Table -> (time column its TTL counts from, setting giving its retention in days).
+#: A table added by a later migration that has a TTL belongs here too, so its retention is
+#: a setting and `apply_ttl` keeps it in line with that setting.
+TTL_TABLES: dict[str, tuple[str, str]] = {
+    "events": ("ts", "events_ttl_days"),
+    "invalid_events": ("received_at", "invalid_ttl_days"),
+    "sessions": ("first_seen", "sessions_ttl_days"),
+    "conversions": ("ts", "attribution_ttl_days"),
+    "attribution": ("conversion_ts", "attribution_ttl_days"),
+}
+_TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
+
+
+def default_params(database: str, settings: CommonSettings | None = None) -> dict[str, object]:
+    """Placeholders of the migrations: the database and every `*_ttl_days` setting (read
+    from CLICKSTREAM_* variables unless a settings object is given)."""
+    settings = settings or CommonSettings()
+    params: dict[str, object] = {"db": database}
+    for name in CommonSettings.model_fields:
+        if name.endswith("_ttl_days"):
+            params[name] = getattr(settings, name)
+    return params
+
+
+def apply_ttl(store: Store, database: str, params: dict[str, object]) -> list[str]:
+    """Bring each table's TTL in line with its setting (tables are created with the value of
+    the day; a changed setting is applied here with ALTER ... MODIFY TTL). 0 removes it."""
+    _, rows = store.query_rows(
+        f"SELECT name, engine_full FROM system.tables WHERE database = '{database}'")
+    changed = []
+    for name, engine in rows:
+        if name not in TTL_TABLES:
+            continue
+        column, setting = TTL_TABLES[name]
+        if setting not in params:
+            continue
+        want = int(str(params[setting]))
+        m = _TTL_DAYS.search(str(engine))
+        have = int(m.group(1)) if m else 0
+        if want == have:
+            continue
+        if want:
+            store.execute(f"ALTER TABLE {database}.{name} MODIFY TTL "
+                          f"toDateTime({column}) + INTERVAL {want} DAY")
+        else:
+            store.execute(f"ALTER TABLE {database}.{name} REMOVE TTL")
+        log.info("retention of %s.%s: %s -> %s days", database, name, have or "forever",
+                 want or "forever")
+        changed.append(name)
+    return changed
 
 
 def applied(store: Store, database: str) -> dict[int, str]:
@@ -80,4 +128,5 @@ def migrate(store: Store, database: str, params: dict[str, object] | None = None
         )
         ran.append(f"{mig.version:04d}_{mig.name}")
         log.info("applied migration %04d_%s", mig.version, mig.name)
+    apply_ttl(store, database, params)
     return ran

@@ -1,0 +1,140 @@
+-- Analyst layer: one view per common question (docs/queries.md says which answers what).
+-- Every view leaves bots out (events.is_bot = 1; bots make no sessions or conversions) and
+-- reads the ReplacingMergeTree tables with FINAL, so replayed or re-emitted rows count once.
+-- Daily views have a UTC `day` column: filter on it, and re-aggregate their additive columns
+-- (sessions, pageviews, conversions, revenue) with sum(); `visitors` is unique per day only,
+-- so unique visitors over a period are counted from the base tables (docs/queries.md).
+-- Query parameters of the parameterised `funnel` view are written {{name:Type}} here because
+-- `clickstream migrate` fills {db} with str.format.
+
+CREATE OR REPLACE VIEW {db}.traffic_daily AS
+SELECT toDate(started_at) AS day, site_id, channel, source, medium, campaign,
+       count() AS sessions,
+       uniqExact(visitor_id) AS visitors,
+       sum(pageviews) AS pageviews,
+       sum(is_engaged) AS engaged_sessions,
+       sum(is_bounce) AS bounces,
+       countIf(s.conversions > 0) AS converting_sessions,
+       sum(conversions) AS conversions,
+       sum(revenue) AS revenue,
+       sum(duration_ms) AS duration_ms
+FROM {db}.sessions AS s FINAL
+GROUP BY day, site_id, channel, source, medium, campaign
+COMMENT 'Sessions, visitors (unique per day), pageviews, engagement, conversions and revenue per day (session start, UTC) and landing channel / source / medium / campaign. Bots excluded.';
+
+CREATE OR REPLACE VIEW {db}.conversion_rates_daily AS
+SELECT day, site_id, channel, source, medium, campaign, sessions, converting_sessions,
+       conversions, revenue,
+       round(converting_sessions / sessions, 4) AS conversion_rate,
+       round(engaged_sessions / sessions, 4) AS engagement_rate,
+       round(toFloat64(revenue) / sessions, 4) AS revenue_per_session
+FROM {db}.traffic_daily
+COMMENT 'Session conversion rate (sessions with a conversion / sessions), engagement rate and revenue per session, per day and landing channel / source / medium / campaign. Rates of one day: for a period, divide the sums from traffic_daily.';
+
+CREATE OR REPLACE VIEW {db}.pages_daily AS
+SELECT toDate(ts) AS day, site_id, host, path,
+       count() AS pageviews,
+       uniqExact(visitor_id) AS visitors,
+       uniqExact(session_id) AS sessions,
+       countIf(session_seq = 1) AS entrances
+FROM {db}.events FINAL
+WHERE type = 'pageview' AND is_bot = 0
+GROUP BY day, site_id, host, path
+COMMENT 'Top pages: pageviews, visitors and sessions (unique per day) and entrances (first hit of a session) per day, host and path. Bots excluded.';
+
+CREATE OR REPLACE VIEW {db}.geo_daily AS
+SELECT toDate(ts) AS day, site_id, country, region, city,
+       uniqExact(visitor_id) AS visitors,
+       uniqExact(session_id) AS sessions,
+       countIf(type = 'pageview') AS pageviews,
+       countIf(type = 'conversion') AS conversions,
+       sum(revenue) AS revenue
+FROM {db}.events FINAL
+WHERE is_bot = 0
+GROUP BY day, site_id, country, region, city
+COMMENT 'Visitors and sessions (unique per day), pageviews, conversions and revenue per day and country / region / city (DB-IP Lite, from the IP at ingestion; the IP itself is never stored). Bots excluded.';
+
+CREATE OR REPLACE VIEW {db}.devices_daily AS
+SELECT toDate(ts) AS day, site_id, device_type, browser, os,
+       uniqExact(visitor_id) AS visitors,
+       uniqExact(session_id) AS sessions,
+       countIf(type = 'pageview') AS pageviews,
+       countIf(type = 'conversion') AS conversions,
+       sum(revenue) AS revenue
+FROM {db}.events FINAL
+WHERE is_bot = 0
+GROUP BY day, site_id, device_type, browser, os
+COMMENT 'Visitors and sessions (unique per day), pageviews, conversions and revenue per day and device type / browser / operating system. Bots excluded.';
+
+CREATE OR REPLACE VIEW {db}.revenue_daily AS
+SELECT toDate(ts) AS day, site_id, name AS goal, currency, last_channel,
+       count() AS conversions,
+       uniqExact(visitor_id) AS converters,
+       countIf(c.revenue > 0) AS orders,
+       sumIf(c.revenue, c.revenue > 0) AS gross_revenue,
+       sum(revenue) AS revenue,
+       if(orders = 0, toDecimal64(0, 4), toDecimal64(gross_revenue / orders, 4))
+           AS average_order_value
+FROM {db}.conversions AS c FINAL
+GROUP BY day, site_id, goal, currency, last_channel
+COMMENT 'Conversions (deduplicated by order id), orders (revenue > 0), gross and net revenue (refunds are negative) and average order value (gross revenue / orders) per day, goal, currency and last-touch channel. Never sum revenue across currencies.';
+
+CREATE OR REPLACE VIEW {db}.visitors_daily AS
+SELECT day, site_id,
+       uniqExact(visitor_id) AS visitors,
+       uniqExactIf(visitor_id, day = first_day) AS new_visitors,
+       visitors - new_visitors AS returning_visitors,
+       count() AS sessions
+FROM
+(
+    SELECT site_id, visitor_id, toDate(started_at) AS day,
+           min(toDate(started_at)) OVER (PARTITION BY site_id, visitor_id) AS first_day
+    FROM {db}.sessions FINAL
+)
+GROUP BY day, site_id
+COMMENT 'New and returning visitors per day: new = the visitor (one browser) had no earlier session in the retained data. Bots excluded.';
+
+CREATE OR REPLACE VIEW {db}.retention_weekly AS
+SELECT site_id, cohort_week, weeks_since,
+       uniqExact(visitor_id) AS visitors,
+       max(visitors) OVER (PARTITION BY site_id, cohort_week) AS cohort_visitors,
+       round(visitors / cohort_visitors, 4) AS retention
+FROM
+(
+    SELECT site_id, visitor_id, toMonday(day) AS week,
+           min(toMonday(day)) OVER (PARTITION BY site_id, visitor_id) AS cohort_week,
+           intDiv(dateDiff('day', cohort_week, week), 7) AS weeks_since
+    FROM
+    (
+        SELECT site_id, visitor_id, toDate(started_at) AS day
+        FROM {db}.sessions FINAL
+    )
+)
+GROUP BY site_id, cohort_week, weeks_since
+COMMENT 'Weekly retention cohorts: visitors first seen in cohort_week (Monday, UTC) who had a session weeks_since weeks later, and their share of the cohort. Bots excluded.';
+
+CREATE OR REPLACE VIEW {db}.funnel AS
+SELECT step, countIf(level >= step) AS visitors,
+       round(visitors / max(visitors) OVER (), 4) AS rate_from_first_step
+FROM
+(
+    SELECT visitor_id,
+           windowFunnel({{window_seconds:UInt32}})(
+               toDateTime(ts),
+               step_key = {{step1:String}},
+               step_key = {{step2:String}} AND {{step2:String}} != '',
+               step_key = {{step3:String}} AND {{step3:String}} != '',
+               step_key = {{step4:String}} AND {{step4:String}} != '') AS level
+    FROM
+    (
+        SELECT visitor_id, ts, if(type = 'pageview', path, name) AS step_key
+        FROM {db}.events FINAL
+        WHERE site_id = {{site:String}} AND is_bot = 0
+          AND ts >= {{date_from:DateTime}} AND ts < {{date_to:DateTime}}
+    )
+    GROUP BY visitor_id
+)
+ARRAY JOIN [1, 2, 3, 4] AS step
+GROUP BY step
+ORDER BY step
+COMMENT 'Funnel with windowFunnel: visitors reaching each of up to four ordered steps (a page path or an event / conversion name; pass an empty string for unused steps) within window_seconds of step 1. Parameters: site, date_from, date_to, window_seconds, step1..step4. Bots excluded.';
