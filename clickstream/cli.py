@@ -121,6 +121,12 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_loadgen(args: argparse.Namespace) -> int:
+    from producers.loadgen.cli import main as run_loadgen
+
+    return run_loadgen(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clickstream", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -150,6 +156,12 @@ def parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="manage Kafka topics")
     topics.add_argument("action", choices=["create"])
     topics.set_defaults(fn=cmd_topics)
+    loadgen = sub.add_parser("loadgen", help="send realistic traffic (HTTP or Kafka), write "
+                             "its ground truth")
+    from producers.loadgen.cli import add_arguments as loadgen_arguments
+
+    loadgen_arguments(loadgen)
+    loadgen.set_defaults(fn=cmd_loadgen)
     return p
 
 

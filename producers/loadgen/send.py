@@ -1,0 +1,241 @@
+"""Sending journeys at a controlled rate: over HTTP to a collector (one visitor per request,
+as the JS tracker does) or straight into Kafka (raw envelopes as the collector writes them).
+
+Concurrency: `concurrency` tasks each take the next journey and send its requests in order,
+so one visitor never has two requests in flight (the worker sees each visitor's events in
+order); a shared pacer spreads events evenly at `rate` events/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from producers.loadgen.model import Journey, JourneyMaker
+from producers.loadgen.truth import TruthWriter
+
+MAX_ATTEMPTS = 5
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Pacer:
+    """Shared slot reservation: each `take(n)` waits until n more events fit the rate.
+    A sender that fell more than a second behind does not burst to catch up."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._next = time.monotonic()
+
+    async def take(self, n: int) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        if self._next < now - 1.0:
+            self._next = now
+        at = self._next
+        self._next = at + n / self.rate
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    journeys: int = 0
+    requests: int = 0
+    events: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0  # events whose request failed after retries
+    retries: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"journeys": self.journeys, "requests": self.requests, "events": self.events,
+                "accepted": self.accepted, "rejected": self.rejected, "failed": self.failed,
+                "retries": self.retries, "statuses": dict(self.statuses),
+                "seconds": round(self.elapsed, 3),
+                "events_per_second": round(self.events / max(self.elapsed, 1e-9), 1)}
+
+
+class Transport(Protocol):
+    async def start(self) -> None: ...
+    async def send(self, journey: Journey, events: list[dict[str, Any]], stats: Stats
+                   ) -> int | str: ...
+    async def flush(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class HttpTransport:
+    """POST /v1/events with the visitor's user agent, and its address in X-Forwarded-For
+    (honoured when the collector trusts this host as a proxy: collector_trusted_proxies)."""
+
+    def __init__(self, url: str, concurrency: int) -> None:
+        self.url = url.rstrip("/") + "/v1/events"
+        self.concurrency = concurrency
+        self.http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.concurrency),
+            timeout=aiohttp.ClientTimeout(total=30))
+
+    async def send(self, journey: Journey, events: list[dict[str, Any]], stats: Stats
+                   ) -> int | str:
+        assert self.http is not None
+        v = journey.visitor
+        headers = {"Content-Type": "text/plain", "User-Agent": v.ua,
+                   "X-Forwarded-For": v.ip, "Origin": f"https://{v.site.host}"}
+        body = orjson.dumps(events)
+        status: int | str = "error"
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                stats.retries += 1
+            try:
+                async with self.http.post(self.url, data=body, headers=headers) as resp:
+                    status = resp.status
+                    payload = await resp.read()
+                    if status == 202:
+                        answer = orjson.loads(payload)
+                        stats.accepted += int(answer.get("accepted", 0))
+                        stats.rejected += int(answer.get("rejected", 0))
+                        return status
+                    if status not in (429, 502, 503, 504):
+                        break
+                    wait = float(resp.headers.get("Retry-After", "1") or 1)
+                    await asyncio.sleep(min(wait, 2.0) * (0.5 + attempt / 4))
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                status = type(exc).__name__
+                await asyncio.sleep(0.2 * (attempt + 1))
+        stats.failed += len(events)
+        return status
+
+    async def flush(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+
+class KafkaTransport:
+    """Raw records on <prefix>.raw exactly as the collector builds them (RecordMaker: one
+    record per visitor per request). Malformed events go in too: the worker's validate step
+    dead-letters them, as the collector would have."""
+
+    def __init__(self, bootstrap: str, raw_topic: str, invalid_topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.raw_topic = raw_topic
+        self.invalid_topic = invalid_topic
+        self.producer: Any = None
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                         linger_ms=5, max_batch_size=512 * 1024)
+        await self.producer.start()
+
+    async def send(self, journey: Journey, events: list[dict[str, Any]], stats: Stats
+                   ) -> int | str:
+        from producers.collector.records import RecordMaker
+
+        v = journey.visitor
+        maker = RecordMaker(self.raw_topic, self.invalid_topic, now_ms(), v.ip, v.ua, False)
+        for rec in maker.raws(events):
+            self._pending.append(await self.producer.send(rec.topic, rec.value, key=rec.key))
+        stats.accepted += len(events)
+        if len(self._pending) > 2000:
+            await self.flush()
+        return "kafka"
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.flush()
+            await self.producer.stop()
+
+
+@dataclass
+class Limits:
+    duration: float | None = None  # seconds: no new journey after this
+    visitors: int | None = None  # journeys in all
+    events: int | None = None  # no new journey once this many events went out
+
+
+async def run(maker: JourneyMaker, transport: Transport, *, rate: float, limits: Limits,
+              truth: TruthWriter, concurrency: int = 64, stop: asyncio.Event | None = None,
+              clock: Callable[[], int] = now_ms,
+              on_tick: Callable[[Stats], None] | None = None) -> Stats:
+    """Send journeys until a limit (or `stop`) is reached; journeys in flight are finished,
+    so the ground truth holds whole journeys only."""
+    stats = Stats()
+    pacer = Pacer(rate)
+    stop = stop or asyncio.Event()
+    next_index = 0
+
+    def more() -> bool:
+        if stop.is_set():
+            return False
+        if limits.duration is not None and stats.elapsed >= limits.duration:
+            return False
+        if limits.visitors is not None and next_index >= limits.visitors:
+            return False
+        return limits.events is None or stats.events < limits.events
+
+    async def sender() -> None:
+        nonlocal next_index
+        while more():
+            index = next_index
+            next_index += 1
+            journey = maker.make(index, clock())
+            truth.journey(journey)
+            stats.journeys += 1
+            for events in journey.requests:
+                await pacer.take(len(events))
+                sent_at = clock()
+                status = await transport.send(journey, events, stats)
+                stats.requests += 1
+                stats.events += len(events)
+                stats.statuses[str(status)] += 1
+                truth.request(journey, events, sent_at, status)
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            if on_tick:
+                on_tick(stats)
+
+    await transport.start()
+    tick = asyncio.create_task(ticker())
+    try:
+        await asyncio.gather(*(sender() for _ in range(max(1, concurrency))))
+        await transport.flush()
+    finally:
+        tick.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tick
+        await transport.stop()
+    if on_tick:
+        on_tick(stats)
+    return stats
