@@ -172,8 +172,10 @@ class JourneyMaker:
 
     def _bot_session(self, rng: random.Random, visitor: Visitor) -> dict[str, Any]:
         site = visitor.site
-        hits = [(i * rng.randint(200, 3000), "pageview", rng.choice(site.pages), {})
-                for i in range(rng.randint(1, 6))]
+        hits, t = [], 0
+        for _ in range(rng.randint(1, 6)):
+            hits.append((t, "pageview", rng.choice(site.pages), {}))
+            t += rng.randint(200, 3000)
         return {"arrival": ARRIVALS[-1], "hits": hits, "campaign": ""}
 
     def _session(self, rng: random.Random, visitor: Visitor, converts: bool) -> dict[str, Any]:
