@@ -58,6 +58,19 @@ class CommonSettings(BaseSettings):
         default=24, ge=1,
         description="Retention of clickstream.raw, which holds client IPs: keep it short.",
     )
+    topic_replication_factor: int = Field(
+        default=3, ge=1, le=16,
+        description="Replication factor of the topics this project creates on real Kafka "
+        "(the worker's changelog topics too); the embedded broker always uses 1.",
+    )
+    topic_retention_hours: int = Field(
+        default=7 * 24, ge=1,
+        description="Retention of the pipeline topics (events, sessions, attribution, ...).",
+    )
+    topic_raw_retention_hours: int = Field(
+        default=24, ge=1,
+        description="Retention of clickstream.raw, which holds client IPs: keep it short.",
+    )
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
     log_level: str = Field(default="INFO", description="Python log level.")
     events_ttl_days: int = Field(

@@ -27,7 +27,7 @@ from streams import kafka_compat, ndjson
 from streams.attribution.stream import Attributor
 from streams.enrichment import Enricher
 from streams.identity import identity_key, register_identity_agent
-from streams.metrics import WorkerMetrics
+from streams.metrics import WorkerMetrics, watch_consumer_lag
 from streams.pipeline import Ctx, Pipeline, Step
 from streams.sessionize import Sessionizer
 from streams.sessions import SessionRules
@@ -61,7 +61,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         broker=broker_url(settings),
         store=settings.worker_store,
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1 if embedded else 3,
+        topic_replication_factor=1 if embedded else settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
@@ -77,6 +77,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         app.monitor = PrometheusMonitor(
             metrics=FaustMetrics.create(REGISTRY, "clickstream_worker_faust"))
     metrics = WorkerMetrics()
+    watch_consumer_lag(app)
     salts = SaltStore(settings.home / "salts.json")
     rules = SessionRules(
         timeout_ms=settings.session_timeout_minutes * 60_000,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from streams.pipeline import Ctx
 
@@ -33,3 +37,45 @@ class WorkerMetrics:
                 REJECTED.labels(ctx.reject_step, ctx.reject_reason.split(":", 1)[0][:40]).inc()
         EVENTS_OUT.inc(ok)
         BATCH_SIZE.observe(len(ctxs))
+
+
+class ConsumerLagCollector(Collector):
+    """clickstream_worker_consumer_lag_records{group,topic,partition}: end offset minus
+    committed offset of every partition the worker consumes, read from Faust's monitor at
+    scrape time (no per-message cost). End offsets are refreshed whenever records arrive."""
+
+    def __init__(self) -> None:
+        self._apps: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def watch(self, app: Any) -> None:
+        self._apps.add(app)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for app in list(self._apps):
+            monitor = app.monitor
+            ends, committed = monitor.tp_end_offsets, monitor.tp_committed_offsets
+            for tp, end in list(ends.items()):
+                done = committed.get(tp)
+                if done is not None:
+                    family.add_metric([app.conf.id, tp.topic, str(tp.partition)],
+                                      max(0, end - done))
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("clickstream_worker_consumer_lag_records",
+                                 "Records not yet processed and committed, by consumer group, "
+                                 "topic and partition.", labels=["group", "topic", "partition"])
+
+
+CONSUMER_LAG = ConsumerLagCollector()
+REGISTRY.register(CONSUMER_LAG)
+
+
+def watch_consumer_lag(app: Any) -> None:
+    """Export the consumer lag of this Faust app on the worker's /metrics."""
+    CONSUMER_LAG.watch(app)
