@@ -104,14 +104,22 @@ def test_one_tag_embed_tracks_an_spa_visit_end_to_end(
     urls = {"landing": landing, "pricing": f"{site.url}/app/pricing",
             "checkout": f"{site.url}/app/checkout"}
 
+    seen: list[tuple[str, str, str]] = []
+
     def fetch() -> list[dict[str, Any]] | None:
         names, rows = store.query_rows(
             f"SELECT * FROM {db}.events FINAL WHERE site_id = 'e2e-site' ORDER BY ts")
         found = [dict(zip(names, r, strict=True)) for r in rows]
+        seen[:] = [(r["type"], r["name"], r["url"]) for r in found]
         engaged = {r["url"] for r in found if r["name"] == "engagement"}
         return found if len(found) >= 9 and set(urls.values()) <= engaged else None
 
-    rows = wait_until(fetch, timeout=60, what="9 browser events incl. the unload engagement")
+    try:  # generous: on a loaded CI machine the stack can be slow to take the first events
+        rows = wait_until(fetch, timeout=120, what="9 browser events incl. the unload "
+                          "engagement")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; rows so far (type, name, url): {seen}; collector "
+                             f"requests seen by the site: {site.paths}") from None
 
     pageviews = [r for r in rows if r["type"] == "pageview"]
     assert [r["url"] for r in pageviews] == list(urls.values())

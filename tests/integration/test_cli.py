@@ -49,7 +49,8 @@ def test_migrate_sql_status_without_a_stack(tmp_path: Path) -> None:
     assert first.returncode == 0 and "0001_events" in first.stderr
     again = cli("migrate", home=tmp_path)
     assert again.returncode == 0 and "up to date" in again.stderr
-    out = cli("sql", "SELECT version, name FROM clickstream.schema_migrations", "--format",
+    out = cli("sql", "SELECT version, name FROM clickstream.schema_migrations ORDER BY version",
+              "--format",
               "json", home=tmp_path)
     assert orjson.loads(out.stdout.splitlines()[0]) == {"version": 1, "name": "events"}
     bad = cli("sql", "SELECT nope FROM clickstream.events", home=tmp_path)
