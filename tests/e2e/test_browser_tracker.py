@@ -118,8 +118,8 @@ def test_one_tag_embed_tracks_an_spa_visit_end_to_end(
         rows = wait_until(fetch, timeout=120, what="9 browser events incl. the unload "
                           "engagement")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; rows so far (type, name, url): {seen}; collector "
-                             f"requests seen by the site: {site.paths}") from None
+        raise AssertionError(f"{exc}; rows so far (type, name, url): {seen}; "
+                             f"pages the site served: {site.paths}") from None
 
     pageviews = [r for r in rows if r["type"] == "pageview"]
     assert [r["url"] for r in pageviews] == list(urls.values())
