@@ -35,7 +35,7 @@ def fold_identity_records(attributor: Attributor, table: VisitorStateTable,
         state = entry[1] if entry else (table.get(key) or {"n": 0})
         state["n"] = state.get("n", 0) + 1
         if rec["kind"] == "touch" and rec["tp"]:
-            attributor.touch(state, rec["tp"])
+            attributor.touch(state, rec["tp"], rec["site_id"])
         elif rec["kind"] == "conversion":
             attributor.convert(state, rec["row"], rec["ts"])
         touched[key] = (partition, state)

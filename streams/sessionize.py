@@ -11,6 +11,7 @@ already delivered; never lost.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from schemas.timefmt import ms_to_text
@@ -25,10 +26,12 @@ SEEN_CAP = 512
 class Sessionizer:
     def __init__(self, table: VisitorStateTable, rules: SessionRules,
                  dedup_window_ms: int = 60 * 60_000,
-                 attributor: Attributor | None = None) -> None:
+                 attributor: Attributor | None = None,
+                 site_rules: Mapping[str, SessionRules] | None = None) -> None:
         self.table = table
         self.attributor = attributor or Attributor()
         self.rules = rules
+        self.site_rules = site_rules or {}  # per-site overrides (streams/site_options.py)
         self.dedup_window_ms = dedup_window_ms
         self._batch: dict[bytes, tuple[int, dict[str, Any]]] = {}
         self.identity: list[dict[str, Any]] = []  # records for the user-keyed agent
@@ -62,7 +65,8 @@ class Sessionizer:
             return
         sessions = state.setdefault("sessions", [])
         known = {s["id"] for s in sessions}
-        sess, seq = assign(sessions, visitor_key, _hit(row, ts), self.rules)
+        sess, seq = assign(sessions, visitor_key, _hit(row, ts),
+                           self.site_rules.get(row["site_id"], self.rules))
         row["session_id"], row["session_seq"] = sess["id"], seq
         self._dirty[sess["id"]] = (row["site_id"], row["visitor_id"], sess)
         attributor = self.attributor
@@ -72,7 +76,7 @@ class Sessionizer:
         started = sess["id"] not in known
         if started:  # a session started: it is a touchpoint
             tp = attributor.session_touchpoint(sess)
-            attributor.touch(state, [tp])
+            attributor.touch(state, [tp], row["site_id"])
             if state.get("user"):
                 self.identity.append(_link(row, [tp], state["user"]))
         if attributor.is_conversion(row):

@@ -117,9 +117,9 @@ class SiteRegistry:
         return any(self.origin_allowed(site, origin) for site in self.sites)
 
 
-def load_sites(path: Path | None) -> SiteRegistry:
-    if path is None:
-        return SiteRegistry(None)
+def read_sites_table(path: Path) -> dict[str, Any]:
+    """The file's `sites` table: site id -> its entry (origins, and the worker's per-site
+    options: streams/site_options.py)."""
     try:
         raw = path.read_bytes()
         doc: Any = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
@@ -128,6 +128,13 @@ def load_sites(path: Path | None) -> SiteRegistry:
     table = doc.get("sites") if isinstance(doc, dict) else None
     if not isinstance(table, dict):
         raise SitesFileError(f"{path}: expected a table `sites` of site id -> {{origins}}")
+    return table
+
+
+def load_sites(path: Path | None) -> SiteRegistry:
+    if path is None:
+        return SiteRegistry(None)
+    table = read_sites_table(path)
     sites: dict[str, tuple[OriginRule, ...]] = {}
     for site_id, entry in table.items():
         if not _SITE_ID.match(site_id):

@@ -17,7 +17,7 @@ under all models the moment it arrives.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -61,9 +61,23 @@ class Attributor:
     goals: Sequence[str] = ()
     conversions: list[dict[str, Any]] = field(default_factory=list)
     credits: list[dict[str, Any]] = field(default_factory=list)
+    #: per-site overrides of lookback_ms and goals (streams/site_options.py)
+    site_lookback_ms: Mapping[str, int] = field(default_factory=dict)
+    site_goals: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._goal_names, self._goal_paths = parse_goals(self.goals)
+        default = parse_goals(self.goals)
+        self._goal_names, self._goal_paths = default
+        self._site_goal_sets = {site: parse_goals(g) for site, g in self.site_goals.items()}
+
+    def lookback_for(self, site: str) -> int:
+        return self.site_lookback_ms.get(site, self.lookback_ms)
+
+    def with_same_rules(self) -> Attributor:
+        """A fresh attributor (own output lists) with the same models, windows and goals."""
+        return Attributor(self.lookback_ms, self.half_life_ms, self.max_touchpoints,
+                          self.goals, site_lookback_ms=self.site_lookback_ms,
+                          site_goals=self.site_goals)
 
     def begin_batch(self) -> None:
         self.conversions = []
@@ -77,19 +91,24 @@ class Attributor:
                                   sess.get("content", ""), sess["entry"], sess.get("click", ""),
                                   sess["id"]))
 
-    def touch(self, state: dict[str, Any], encoded: Sequence[list[Any]]) -> None:
-        """Fold (encoded) touchpoints into a visitor's or user's bounded history."""
+    def touch(self, state: dict[str, Any], encoded: Sequence[list[Any]], site: str = "") -> None:
+        """Fold (encoded) touchpoints into a visitor's or user's bounded history (the horizon
+        is the site's lookback window)."""
         history = [_decode(t) for t in state.get("tp", ())]
         new = [_decode(t) for t in encoded]
         newest = max(t.ts_ms for t in [*history, *new])
         kept = merge_touchpoints(history, new, max_kept=self.max_touchpoints,
-                                 horizon_ms=self.lookback_ms, now_ms=newest)
+                                 horizon_ms=self.lookback_for(site), now_ms=newest)
         state["tp"] = [_encode(t) for t in kept]
 
     def is_conversion(self, row: dict[str, Any]) -> bool:
         kind = row["type"]
-        return kind == "conversion" or (kind == "event" and row["name"] in self._goal_names) \
-            or (kind == "pageview" and row["path"] in self._goal_paths)
+        if kind == "conversion":
+            return True
+        names, paths = self._site_goal_sets.get(row["site_id"]) or (self._goal_names,
+                                                                     self._goal_paths)
+        return (kind == "event" and row["name"] in names) or (
+            kind == "pageview" and row["path"] in paths)
 
     def convert(self, state: dict[str, Any], row: dict[str, Any], ts: int) -> None:
         """Attribute one conversion; rows are collected for this batch's output."""
@@ -102,9 +121,10 @@ class Attributor:
             del orders[:-ORDERS_CAP]
         history = [_decode(t) for t in state.get("tp", ())]
         revenue = Decimal(row["revenue"] or "0")
-        credits = attribute(history, ts, revenue, lookback_ms=self.lookback_ms,
+        lookback_ms = self.lookback_for(row["site_id"])
+        credits = attribute(history, ts, revenue, lookback_ms=lookback_ms,
                             half_life_ms=self.half_life_ms)
-        window = touchpoints_in_window(history, ts, self.lookback_ms)
+        window = touchpoints_in_window(history, ts, lookback_ms)
         conv_id, site, when = row["event_id"], row["site_id"], ms_to_text(ts)
         self.conversions.append({
             "conversion_id": conv_id, "site_id": site, "visitor_id": row["visitor_id"],
