@@ -18,6 +18,14 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CLICKSTREAM_", frozen=True, extra="ignore")
 
+    sites_file: Path | None = Field(
+        default=None,
+        description="Site registry (TOML or JSON): site ids, their allowed origins (collector) "
+        "and per-site time zone, session timeout, attribution lookback and goals (worker; "
+        "docs/collector.md, streams/site_options.py). Unset: open mode (any site id, any "
+        "origin, settings-wide defaults), for development and `clickstream up --demo`.",
+    )
+
     home: Path = Field(
         default=Path(".clickstream"),
         description="Working directory for embedded data (chDB store, salts, run state, logs).",
@@ -145,11 +153,6 @@ class CollectorSettings(CommonSettings):
         description="Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is "
         "honoured (e.g. 10.0.0.0/8,127.0.0.1/32); the client IP is the right-most untrusted "
         "address. Empty: the TCP peer address is the client IP.",
-    )
-    sites_file: Path | None = Field(
-        default=None,
-        description="Site registry (TOML or JSON): site ids and their allowed origins. Unset: "
-        "open mode (any site id, any origin), for development and `clickstream up --demo`.",
     )
     collector_rate_limit_per_second: float = Field(
         default=200.0, ge=0,

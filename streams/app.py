@@ -31,6 +31,7 @@ from streams.metrics import WorkerMetrics, watch_consumer_lag
 from streams.pipeline import Ctx, Pipeline, Step
 from streams.sessionize import Sessionizer
 from streams.sessions import SessionRules
+from streams.site_options import load_site_options
 from streams.state import VisitorStateTable
 from streams.steps import default_steps, expand
 from streams.visitor import SaltStore
@@ -79,6 +80,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     metrics = WorkerMetrics()
     watch_consumer_lag(app)
     salts = SaltStore(settings.home / "salts.json")
+    site_options = load_site_options(settings.sites_file)  # per-site sessions/attribution
     rules = SessionRules(
         timeout_ms=settings.session_timeout_minutes * 60_000,
         split_on_campaign=settings.session_split_on_campaign,
@@ -100,9 +102,13 @@ def create_app(settings: WorkerSettings) -> faust.App:
         half_life_ms=int(settings.attribution_half_life_days * 86_400_000),
         max_touchpoints=settings.attribution_max_touchpoints,
         goals=[g for g in settings.attribution_goals.split(",") if g.strip()],
+        site_lookback_ms={site: o.attribution_lookback_days * 86_400_000
+                          for site, o in site_options.items() if o.attribution_lookback_days},
+        site_goals={site: o.goals for site, o in site_options.items() if o.goals is not None},
     )
     sessionizer = Sessionizer(visitors, rules, settings.dedup_window_minutes * 60_000,
-                              attributor)
+                              attributor, {site: o.session_rules(rules)
+                                           for site, o in site_options.items()})
     identity_topic = app.topic(settings.topic("identity"), key_serializer="raw",
                                value_serializer="raw")
     conversions_topic = app.topic(settings.topic("conversions"), key_serializer="raw",
@@ -176,8 +182,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     sessions_name = sessions_topic.get_topic_name()
     identity_name = identity_topic.get_topic_name()
     register_identity_agent(
-        app, identity_topic, Attributor(attributor.lookback_ms, attributor.half_life_ms,
-                                        attributor.max_touchpoints, attributor.goals),
+        app, identity_topic, attributor.with_same_rules(),
         settings.topic_partitions,
         {"conversions": conversions_topic.get_topic_name(),
          "attribution": attribution_topic.get_topic_name()},
