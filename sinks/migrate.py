@@ -52,6 +52,7 @@ TTL_TABLES: dict[str, tuple[str, str]] = {
     "sessions": ("first_seen", "sessions_ttl_days"),
     "conversions": ("ts", "attribution_ttl_days"),
     "attribution": ("conversion_ts", "attribution_ttl_days"),
+    "traffic_1m": ("window_start", "rollup_ttl_days"),
 }
 _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
 
