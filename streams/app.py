@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +69,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
         table_cleanup_interval=60.0,
+        # Faust's own files (table stores, leader state) under CLICKSTREAM_HOME, one directory
+        # per worker process (a shared home must not mix two workers' RocksDB files)
+        datadir=str(settings.home / "faust" / f"{settings.worker_id}-{socket.gethostname()}-"
+                    f"{settings.worker_web_port}"),
         producer_linger_ms=5,
         stream_buffer_maxsize=max(4096, settings.worker_batch_size * 2),
         **extra,
