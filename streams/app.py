@@ -58,6 +58,11 @@ def create_app(settings: WorkerSettings) -> faust.App:
     if embedded:  # group join waits session_timeout/2: keep takeover quick on one laptop
         extra.update(broker_session_timeout=6, broker_heartbeat_interval=1,
                      broker_rebalance_timeout=6)
+    # Faust's own files (table stores, leader state) under CLICKSTREAM_HOME, one directory
+    # per worker process (a shared home must not mix two workers' RocksDB files)
+    datadir = settings.home / "faust" / (
+        f"{settings.worker_id}-{socket.gethostname()}-{settings.worker_web_port}")
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_id,
         broker=broker_url(settings),
@@ -69,10 +74,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
         table_cleanup_interval=60.0,
-        # Faust's own files (table stores, leader state) under CLICKSTREAM_HOME, one directory
-        # per worker process (a shared home must not mix two workers' RocksDB files)
-        datadir=str(settings.home / "faust" / f"{settings.worker_id}-{socket.gethostname()}-"
-                    f"{settings.worker_web_port}"),
+        datadir=str(datadir),
         producer_linger_ms=5,
         stream_buffer_maxsize=max(4096, settings.worker_batch_size * 2),
         **extra,
