@@ -17,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,11 @@ FROM {db}.events WHERE type = 'conversion' AND is_bot = 0""")
 
 
 def dashboard_queries(db: str) -> dict[str, str]:
-    """The main dashboard panels, over the last 30 days of one site, through the views."""
-    since = "today() - 30"
+    """The main dashboard panels, over the last 30 days of one site, through the views, with
+    literal dates as a dashboard (Grafana's $__fromTime) sends them."""
+    today = date.today()
+    since = f"'{today - timedelta(days=30)}'"
+    until = f"'{today + timedelta(days=1)} 00:00:00'"
     return {
         "traffic_per_channel_per_day": f"""
 SELECT day, channel, sum(sessions) AS sessions, sum(pageviews) AS pageviews,
@@ -142,27 +146,31 @@ SELECT toDate(ts) AS day, uniq(visitor_id) AS visitors
 FROM {db}.events WHERE site_id = '{SITE}' AND ts >= {since} AND is_bot = 0
 GROUP BY day ORDER BY day""",
         "funnel": f"""
-SELECT * FROM {db}.funnel(site = '{SITE}', date_from = toDateTime({since}),
-  date_to = now() + INTERVAL 1 DAY, window_seconds = 3600, step1 = '/',
+SELECT * FROM {db}.funnel(site = '{SITE}', date_from = {since[:-1]} 00:00:00',
+  date_to = {until}, window_seconds = 3600, step1 = '/',
   step2 = '/pricing', step3 = '/signup', step4 = 'purchase')""",
     }
 
 
 def time_queries(store: Store, queries: dict[str, str], runs: int) -> dict[str, Any]:
+    """Wall p50/p95 per query, and the median CPU time of this process per run (chDB runs
+    in it): the CPU figure holds when other work shares the machine, wall time does not."""
     out: dict[str, Any] = {}
     for name, sql in queries.items():
         store.query_rows(sql)  # warm-up (marks, caches)
-        times = []
+        times, cpus = [], []
         for _ in range(runs):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             _, rows = store.query_rows(sql)
             times.append((time.perf_counter() - t0) * 1000)
+            cpus.append((time.process_time() - c0) * 1000)
         times.sort()
         out[name] = {"p50_ms": round(statistics.median(times), 1),
-                     "p95_ms": round(times[max(0, int(len(times) * 0.95) - 1)], 1),
-                     "rows": len(rows)}
+                     "p95_ms": round(times[max(0, -(-len(times) * 95 // 100) - 1)], 1),
+                     "cpu_p50_ms": round(statistics.median(cpus), 1), "rows": len(rows)}
         print(f"  {name:30s} p50 {out[name]['p50_ms']:7.1f} ms   p95 "
-              f"{out[name]['p95_ms']:7.1f} ms   ({len(rows)} rows)", flush=True)
+              f"{out[name]['p95_ms']:7.1f} ms   cpu {out[name]['cpu_p50_ms']:7.1f} ms   "
+              f"({len(rows)} rows)", flush=True)
     return out
 
 
@@ -244,15 +252,24 @@ def main() -> None:
             result["load"].update(dict(zip(("events", "sessions", "conversions",
                                             "events_parts"), counts[0], strict=True)))
             print(f"  {result['load']}", flush=True)
-            print(f"dashboard queries ({args.runs} runs each):", flush=True)
-            result["queries"] = time_queries(store, dashboard_queries("bench"), args.runs)
+            queries = dashboard_queries("bench")
+            print(f"dashboard queries, parts as loaded ({args.runs} runs each):", flush=True)
+            result["queries_as_loaded"] = time_queries(store, queries, args.runs)
+            t0 = time.perf_counter()
+            for table in ("events", "sessions", "conversions"):
+                store.execute(f"OPTIMIZE TABLE bench.{table} FINAL")
+            result["optimize_s"] = round(time.perf_counter() - t0, 1)
+            print(f"dashboard queries, partitions merged (OPTIMIZE FINAL took "
+                  f"{result['optimize_s']} s):", flush=True)
+            result["queries_merged"] = time_queries(store, queries, args.runs)
         finally:
             store.close()
-    worst = max(q["p95_ms"] for q in result["queries"].values())
-    result["worst_p95_ms"] = worst
     result["target_p95_ms"] = 200
-    path = write_result(args.out, result)
-    print(f"worst p95 {worst} ms (target <= 200 ms); wrote {path}")
+    for state in ("as_loaded", "merged"):
+        worst = max(q["p95_ms"] for q in result[f"queries_{state}"].values())
+        result[f"worst_p95_ms_{state}"] = worst
+        print(f"worst p95 ({state.replace('_', ' ')}): {worst} ms (target <= 200 ms)")
+    print(f"wrote {write_result(args.out, result)}")
 
 
 if __name__ == "__main__":

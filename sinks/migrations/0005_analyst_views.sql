@@ -114,25 +114,32 @@ GROUP BY site_id, cohort_week, weeks_since
 COMMENT 'Weekly retention cohorts: visitors first seen in cohort_week (Monday, UTC) who had a session weeks_since weeks later, and their share of the cohort (week 0 = 1). Sets only, so no FINAL needed. Bots excluded.';
 
 CREATE OR REPLACE VIEW {db}.funnel AS
-SELECT step, countIf(level >= step) AS visitors,
+SELECT step, sumIf(visitors_at_level, level >= step) AS visitors,
        round(visitors / max(visitors) OVER (), 4) AS rate_from_first_step
 FROM
 (
-    SELECT visitor_id,
-           windowFunnel({{window_seconds:UInt32}})(
-               toDateTime(ts),
-               step_key = {{step1:String}},
-               step_key = {{step2:String}} AND {{step2:String}} != '',
-               step_key = {{step3:String}} AND {{step3:String}} != '',
-               step_key = {{step4:String}} AND {{step4:String}} != '') AS level
+    SELECT level, count() AS visitors_at_level
     FROM
     (
-        SELECT visitor_id, ts, if(type = 'pageview', path, name) AS step_key
-        FROM {db}.events
-        WHERE site_id = {{site:String}} AND is_bot = 0
-          AND ts >= {{date_from:DateTime}} AND ts < {{date_to:DateTime}}
+        SELECT visitor_id,
+               windowFunnel({{window_seconds:UInt32}})(
+                   toDateTime(ts),
+                   step_key = {{step1:String}},
+                   step_key = {{step2:String}} AND {{step2:String}} != '',
+                   step_key = {{step3:String}} AND {{step3:String}} != '',
+                   step_key = {{step4:String}} AND {{step4:String}} != '') AS level
+        FROM
+        (
+            SELECT visitor_id, ts, if(type = 'pageview', path, name) AS step_key
+            FROM {db}.events
+            WHERE site_id = {{site:String}} AND is_bot = 0
+              AND ts >= {{date_from:DateTime}} AND ts < {{date_to:DateTime}}
+              AND step_key IN ({{step1:String}}, {{step2:String}}, {{step3:String}},
+                               {{step4:String}})
+        )
+        GROUP BY visitor_id
     )
-    GROUP BY visitor_id
+    GROUP BY level
 )
 ARRAY JOIN [1, 2, 3, 4] AS step
 GROUP BY step

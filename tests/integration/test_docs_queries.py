@@ -18,6 +18,11 @@ from sinks.store import ChdbStore
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 BLOCK = re.compile(r"```sql\n(.*?)```", re.S)
 CHANNELS = ["Direct", "Organic Search", "Paid Social", "Email", "Referral", "QR Code"]
+#: landing source / medium / campaign per channel (campaigns for the paid and e-mail ones)
+CAMPAIGNS = {"Direct": ("(direct)", "(none)", ""), "Organic Search": ("google", "organic", ""),
+             "Paid Social": ("facebook", "paid_social", "spring_sale"),
+             "Email": ("newsletter", "email", "may_news"),
+             "Referral": ("news.example", "referral", ""), "QR Code": ("poster", "qr", "")}
 
 
 def documented_queries() -> list[tuple[str, str]]:
@@ -41,6 +46,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
             sid = uuid.uuid4().hex[:20]
             start = now - rng.randint(0, 6 * 86_400_000)
             channel = rng.choice(CHANNELS)
+            source, medium, campaign = CAMPAIGNS[channel]
+            tech = {"device_type": rng.choice(["desktop", "mobile"]),
+                    "browser": rng.choice(["Chrome", "Firefox", "Safari"]),
+                    "os": rng.choice(["Windows", "Android", "iOS"]), "country": "DE"}
             n = rng.randint(1, 6)
             conv = int(rng.random() < 0.2)
             for seq in range(1, n + 1):
@@ -51,8 +60,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
                     "ts": ms_to_text(start + seq * 20_000), "received_at": ms_to_text(now),
                     "visitor_id": visitor, "session_id": sid, "session_seq": seq,
                     "url": f"https://docs.example/p{seq}", "host": "docs.example",
-                    "path": f"/p{seq}", "channel": channel, "source": channel.lower(),
-                    "device_type": rng.choice(["desktop", "mobile"]), "country": "DE",
+                    "path": f"/p{seq}", "channel": channel, "source": source,
+                    "medium": medium, "utm_campaign": campaign, **tech,
+                    "region": "Berlin", "city": "Berlin",
                     "revenue": "25.5" if conv and seq == n else "0",
                     "currency": "EUR" if conv and seq == n else "",
                 })
@@ -66,7 +76,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
                     "revenue": "25.5" if conv and version == n else "0",
                     "entry_path": "/p1", "exit_path": f"/p{version}", "channel": channel,
                     "is_engaged": int(version >= 2), "is_bounce": int(version < 2),
-                    "version": version, "device_type": "desktop", "country": "DE",
+                    "version": version, "source": source, "medium": medium,
+                    "campaign": campaign, **tech,
                 })
     conversions, credits = [], []
     for c in range(60):
