@@ -66,19 +66,6 @@ class CommonSettings(BaseSettings):
         default=24, ge=1,
         description="Retention of clickstream.raw, which holds client IPs: keep it short.",
     )
-    topic_replication_factor: int = Field(
-        default=3, ge=1, le=16,
-        description="Replication factor of the topics this project creates on real Kafka "
-        "(the worker's changelog topics too); the embedded broker always uses 1.",
-    )
-    topic_retention_hours: int = Field(
-        default=7 * 24, ge=1,
-        description="Retention of the pipeline topics (events, sessions, attribution, ...).",
-    )
-    topic_raw_retention_hours: int = Field(
-        default=24, ge=1,
-        description="Retention of clickstream.raw, which holds client IPs: keep it short.",
-    )
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
     log_level: str = Field(default="INFO", description="Python log level.")
     events_ttl_days: int = Field(
@@ -200,7 +187,9 @@ class WorkerSettings(CommonSettings):
     )
     worker_store: str = Field(
         default="memory://",
-        description="Faust table store: memory:// (state rebuilt from changelog) or rocksdb://.",
+        description="Faust table store: memory:// (state rebuilt from the changelog at every "
+        "start) or rocksdb:// (on disk under CLICKSTREAM_HOME/faust via rocksdict; restarts "
+        "replay only the changelog tail: use it in production).",
     )
     worker_max_ts_skew_seconds: int = Field(
         default=300, ge=0,
@@ -248,6 +237,21 @@ class WorkerSettings(CommonSettings):
     worker_max_ts_age_days: int = Field(
         default=7, ge=0,
         description="Client timestamps older than this (vs. receive time) use the receive time.",
+    )
+    traffic_lateness_seconds: int = Field(
+        default=120, ge=0, le=3600,
+        description="Traffic windows (1 min, event time): an event received this long after "
+        "its minute ended still updates it; later ones are only counted as dropped-late.",
+    )
+    traffic_top_n: int = Field(
+        default=10, ge=1, le=1000,
+        description="Values kept per traffic window and dimension (path, channel, source, ...); "
+        "the rest are summed into an '(other)' row so totals stay exact.",
+    )
+    traffic_internal_networks: str = Field(
+        default="",
+        description="Internal traffic left out of the traffic windows: client IP ranges, "
+        "comma separated, for all sites (10.0.0.0/8) or one site (shop.example=192.0.2.0/24).",
     )
 
     @field_validator("session_timezone")

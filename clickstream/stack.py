@@ -120,7 +120,9 @@ class Stack:
         return f"http://{self.collector_host}:{self.collector_port}"
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+        # the user's CLICKSTREAM_* settings (sites file, session rules, ...) reach every
+        # service; where the stack put things (home, broker, ports) overrides them
+        env = dict(os.environ)
         env.update({
             "CLICKSTREAM_HOME": str(self.home),
             "CLICKSTREAM_KAFKA_BOOTSTRAP": self.bootstrap,

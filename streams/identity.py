@@ -32,7 +32,7 @@ def fold_identity_records(attributor: Attributor, table: VisitorStateTable,
     for partition, rec in records:
         key = identity_key(rec["site_id"], rec["user"])
         entry = touched.get(key)
-        state = entry[1] if entry else (table.get(key) or {"n": 0})
+        state = entry[1] if entry else (table.get(key, partition) or {"n": 0})
         state["n"] = state.get("n", 0) + 1
         if rec["kind"] == "touch" and rec["tp"]:
             attributor.touch(state, rec["tp"], rec["site_id"])

@@ -46,7 +46,7 @@ class Sessionizer:
     def _state(self, key: bytes, partition: int) -> dict[str, Any]:
         entry = self._batch.get(key)
         if entry is None:
-            state = self.table.get(key) or {"first": 0, "last": 0, "n": 0}
+            state = self.table.get(key, partition) or {"first": 0, "last": 0, "n": 0}
             entry = (partition, state)
             self._batch[key] = entry
         return entry[1]

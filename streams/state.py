@@ -17,6 +17,30 @@ import orjson
 from faust.types import TP
 
 
+def put_in_partition(store: Any, key: bytes, value: bytes, partition: int) -> None:
+    """store[key] = value, in `partition`'s part of the store. The memory store is one dict;
+    the RocksDB store keeps one database per partition and picks it from the current event,
+    which a batch does not have, so we give it the partition (faust's own _set does the same
+    two steps: the key index, then a put into that partition's database)."""
+    db_for = getattr(store, "_db_for_partition", None)
+    if db_for is None:
+        store[key] = value
+        return
+    encoded = store._encode_key(key)
+    store._key_index[encoded] = partition
+    db_for(partition).put(encoded, store._encode_value(value))
+
+
+def get_in_partition(store: Any, key: bytes, partition: int | None) -> bytes | None:
+    """store.get(key), looked up in `partition` on a RocksDB store (it would otherwise take
+    the partition of whatever event is current, or search every partition's database)."""
+    db_for = getattr(store, "_db_for_partition", None)
+    if db_for is None or partition is None:
+        return store.get(key)  # type: ignore[no-any-return]
+    raw = db_for(partition).get(store._encode_key(key))
+    return None if raw is None else store._decode_value(raw)  # type: ignore[no-any-return]
+
+
 class VisitorStateTable:
     """Visitor key (site|visitor) -> JSON state (see streams/sessionize.py)."""
 
@@ -25,8 +49,9 @@ class VisitorStateTable:
                                value_type=bytes, partitions=partitions,
                                help="Per-visitor state: sessions, recent event ids, counts.")
 
-    def get(self, key: bytes) -> dict[str, Any] | None:
-        raw = self.table.data.get(key)
+    def get(self, key: bytes, partition: int | None = None) -> dict[str, Any] | None:
+        """The state of `key`; pass the partition its events came from when known."""
+        raw = get_in_partition(self.table.data, key, partition)
         return orjson.loads(raw) if raw else None
 
     async def put_many(self, items: Iterable[tuple[bytes, int, dict[str, Any]]]) -> int:
@@ -35,9 +60,10 @@ class VisitorStateTable:
         send = self.table.app.producer.send
         topic = self.table.changelog_topic.get_topic_name()
         n = 0
+        store = self.table.data
         for key, partition, state in items:
             value = orjson.dumps(state)
-            self.table.data[key] = value
+            put_in_partition(store, key, value, partition)
             fut = await send(topic, key, value, partition, None, None)
             fut.add_done_callback(self._persisted)
             n += 1

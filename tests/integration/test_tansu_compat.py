@@ -78,8 +78,12 @@ def _envelopes(visitors: int, per_visitor: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def test_worker_table_recovers_20000_of_20000(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory()
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_worker_table_recovers_20000_of_20000(stack_factory: Callable[..., Stack],
+                                              store: str) -> None:
+    """memory://: the state is rebuilt from the changelog alone. rocksdb:// (production):
+    from the local databases plus the changelog after their persisted offsets."""
+    stack = stack_factory(CLICKSTREAM_WORKER_STORE=store)
     worker = stack.services["worker"]
     records = _envelopes(2000, 10)
 
@@ -108,3 +112,5 @@ def test_worker_table_recovers_20000_of_20000(stack_factory: Callable[..., Stack
     # Recovery replays the changelog; a short read would leave it below 20,000 for good.
     wait_until(lambda: state() == {"visitors": 2000, "events": 20000}, timeout=120,
                what="worker state recovered to 20,000 after restart")
+    databases = list((stack.home / "faust").glob("*/v1/tables/visitor-state-*.db"))
+    assert bool(databases) == (store == "rocksdb://"), databases

@@ -36,7 +36,7 @@ class MemoryTable:
     def __init__(self) -> None:
         self.data: dict[bytes, dict[str, Any]] = {}
 
-    def get(self, key: bytes) -> dict[str, Any] | None:
+    def get(self, key: bytes, partition: int | None = None) -> dict[str, Any] | None:
         return self.data.get(key)
 
 
