@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clickstream.settings import SinkSettings
+from sinks.live import add_live_routes
 from sinks.metrics import BACKPRESSURE, CONSUMER_LAG
 from sinks.migrate import migrate
 from sinks.store import ChdbStore, ServerStore, Store, StoreError
@@ -32,7 +33,8 @@ def topic_tables(settings: SinkSettings) -> dict[str, str]:
             settings.topic("invalid"): f"{db}.invalid_events",
             settings.topic("sessions"): f"{db}.sessions",
             settings.topic("conversions"): f"{db}.conversions",
-            settings.topic("attribution"): f"{db}.attribution"}
+            settings.topic("attribution"): f"{db}.attribution",
+            settings.topic("traffic"): f"{db}.traffic_1m"}
 
 
 class SinkService:
@@ -159,6 +161,7 @@ class SinkService:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/metrics", metrics)
+        add_live_routes(app, self.store, self.settings.database)  # GET /v1/stats/{site}/live
         if isinstance(self.store, ChdbStore):
             app.router.add_post("/v1/query", query)
         return app

@@ -35,6 +35,7 @@ from streams.sessions import SessionRules
 from streams.site_options import load_site_options
 from streams.state import VisitorStateTable
 from streams.steps import default_steps, expand
+from streams.traffic.stream import create_traffic
 from streams.visitor import SaltStore
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
     sessionizer = Sessionizer(visitors, rules, settings.dedup_window_minutes * 60_000,
                               attributor, {site: o.session_rules(rules)
                                            for site, o in site_options.items()})
+    traffic = create_traffic(app, settings)  # one-minute traffic windows (streams/traffic)
+    traffic_name = settings.topic("traffic")
     identity_topic = app.topic(settings.topic("identity"), key_serializer="raw",
                                value_serializer="raw")
     conversions_topic = app.topic(settings.topic("conversions"), key_serializer="raw",
@@ -134,6 +137,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 ev.value, ev.key, ev.message.partition, ev.message.offset)]
             sessionizer.begin_batch()
             pipeline.run(ctxs)
+            traffic.fold(ctxs)
             deliveries = await emit(ctxs)
             for rec in sessionizer.identity:
                 deliveries.append(await app.producer.send(
@@ -149,10 +153,12 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 for row in rows:
                     deliveries.append(await app.producer.send(
                         topic, row[key].encode(), orjson.dumps(row), None, None, None))
+            deliveries += await traffic.emit(app.producer, traffic_name)
             metrics.batch_done(ctxs)
             # State (which marks events as seen) is written only after Kafka has every
             # output of the batch, and acks/offset commits come after that.
             await asyncio.gather(*deliveries)
+            await traffic.commit()  # before the visitor state: see streams/traffic/stream.py
             await sessionizer.commit()
 
     async def emit(ctxs: Sequence[Ctx]) -> list[Any]:
