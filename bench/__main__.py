@@ -13,6 +13,9 @@ BENCHMARKS = [
     ("collector", [*PY, "bench.collector_bench"]),
     ("stream worker", [*PY, "bench.worker_bench"]),
     ("attribution", [*PY, "bench.attribution_bench"]),
+    ("end to end", [*PY, "bench.e2e_bench"]),
+    ("side by side: ours, Faust tutorial, Quix Streams", [*PY, "bench.compare_bench"]),
+    ("soak (30 min)", [*PY, "bench.soak_bench"]),
 ]
 
 
