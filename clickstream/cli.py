@@ -75,6 +75,12 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    from clickstream.liveview import run_live
+
+    return run_live(args.site, url=args.url, interval=args.interval, once=args.once)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from clickstream.status import print_status
 
@@ -144,6 +150,13 @@ def parser() -> argparse.ArgumentParser:
     sql.set_defaults(fn=cmd_sql)
     sub.add_parser("migrate", help="apply schema migrations").set_defaults(fn=cmd_migrate)
     sub.add_parser("status", help="what runs, and what is stored").set_defaults(fn=cmd_status)
+    live = sub.add_parser("live", help="a site's traffic right now, refreshing")
+    live.add_argument("site")
+    live.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    live.add_argument("--once", action="store_true", help="print one frame and exit")
+    live.add_argument("--url", default=None,
+                      help="sink URL (default: the stack `clickstream up` runs)")
+    live.set_defaults(fn=cmd_live)
     erase = sub.add_parser("erase", help="delete one person's rows from every table (GDPR)")
     erase.add_argument("--site", required=True)
     who = erase.add_mutually_exclusive_group(required=True)

@@ -8,8 +8,11 @@ clickstream.events, and the live endpoint must agree with it too."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -267,3 +270,9 @@ def test_traffic_windows_equal_sql_over_events(stack_factory: Callable[..., Stac
         f"AND dim = '' AND w BETWEEN {minutes[-5]} AND {minutes[-1]}")
     assert live["now"]["visitors"] == recent[0][0]
     assert live["top_channels"] and live["top_pages"]
+
+    # and `clickstream live` draws it
+    out = subprocess.run([sys.executable, "-m", "clickstream", "live", site, "--once", "--url",
+                          stack.services["sink"].url], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "COLUMNS": "160"}, check=True).stdout
+    assert f"{recent[0][0]:,} visitors" in out and live["top_pages"][0]["value"] in out
