@@ -6,15 +6,10 @@ import argparse
 import asyncio
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from producers.loadgen.model import JourneyMaker, Options
-from producers.loadgen.send import HttpTransport, KafkaTransport, Limits, Stats, Transport, run
-from producers.loadgen.truth import TruthWriter
-
-console = Console(stderr=True)
+if TYPE_CHECKING:  # the parser is built on every `clickstream` call: import the rest lazily
+    from producers.loadgen.send import Stats, Transport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _transport(args: argparse.Namespace) -> Transport:
     from clickstream.runstate import running_state
     from clickstream.settings import CollectorSettings
+    from producers.loadgen.send import HttpTransport, KafkaTransport
 
     settings = CollectorSettings()
     if args.target == "http":
@@ -66,6 +62,14 @@ def _transport(args: argparse.Namespace) -> Transport:
 
 
 def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from producers.loadgen.model import JourneyMaker, Options
+    from producers.loadgen.send import Limits, run
+    from producers.loadgen.truth import TruthWriter
+
+    console = Console(stderr=True)
     if args.duration is None and args.visitors is None and args.events is None:
         args.duration = 60.0
     options = Options(bot_share=args.bot_share, malformed_share=args.malformed_share,
