@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -108,6 +109,13 @@ def synthetic_stream(now: int, seed: int = 6) -> list[tuple[int, bytes, bytes]]:
     return [queues[key].pop(0) for key in bag]
 
 
+def warmup_record(n: int, now: int) -> tuple[int, bytes, bytes]:
+    event = {"event_id": str(uuid.uuid4()), "type": "pageview", "site_id": SITES[1],
+             "anonymous_id": f"w-{n}", "ts": now, "url": f"https://{SITES[1]}/"}
+    env = {"v": 1, "received_at": now, "ip": IPS[0], "ua": DESKTOP, "event": event}
+    return n % PARTITIONS, f"{SITES[1]}|w-{n}".encode(), orjson.dumps(env)
+
+
 def produce(stack: Stack, records: list[tuple[int, bytes, bytes]]) -> None:
     async def run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=5)
@@ -178,19 +186,33 @@ def test_traffic_windows_equal_sql_over_events(stack_factory: Callable[..., Stac
                           CLICKSTREAM_TRAFFIC_TOP_N=str(TOP_N),
                           CLICKSTREAM_TRAFFIC_INTERNAL_NETWORKS="10.9.0.0/16",
                           partitions=str(PARTITIONS))
-    stack.add_worker()
     store, db = store_of(stack), stack.settings.database
     records = synthetic_stream(int(time.time() * 1000))
     half = len(records) // 2
+
+    def counted_by(name: str) -> float:
+        text = requests.get(stack.services[name].url + "/metrics", timeout=10).text
+        m = re.search(r"^clickstream_worker_traffic_events_total (\S+)$", text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    warm: list[tuple[int, bytes, bytes]] = []
+
+    def trickle_until(workers: tuple[str, ...]) -> None:
+        """Pageviews to every partition until these workers count, so the consumer group
+        has settled (they are part of the data checked below)."""
+        deadline = time.monotonic() + 60
+        while not all(counted_by(name) > 0 for name in workers):
+            assert time.monotonic() < deadline, f"{workers} never counted"
+            now = int(time.time() * 1000)
+            batch = [warmup_record(1000 + len(warm) + p, now) for p in range(PARTITIONS)]
+            produce(stack, batch)
+            warm.extend(batch)
+            time.sleep(0.5)
+
+    trickle_until(("worker",))
+    stack.add_worker()
+    trickle_until(("worker", "worker2"))
     produce(stack, records[:half])
-
-    def partitions_with_traffic() -> int:
-        return int(store.query_rows(
-            f"SELECT uniqExact(kafka_partition) FROM {db}.traffic_1m")[1][0][0])
-
-    # both workers own and have processed partitions before one of them is killed
-    wait_until(lambda: partitions_with_traffic() == PARTITIONS, timeout=60,
-               what="traffic rows from every partition")
     stack.kill("worker2")            # a crash in the middle: its partitions move, then back
     produce(stack, records[half:])
     stack.restart("worker2")
@@ -208,13 +230,13 @@ def test_traffic_windows_equal_sql_over_events(stack_factory: Callable[..., Stac
         return int(store.query_rows(f"SELECT count() FROM {db}.events FINAL")[1][0][0])
 
     try:
-        wait_until(lambda: stored_events() == len(records), timeout=90,
+        wait_until(lambda: stored_events() == len(records) + len(warm), timeout=90,
                    what="every event stored")
     except AssertionError:
         _, bad = store.query_rows(f"SELECT step, reason, count() FROM {db}.invalid_events "
                                   "GROUP BY step, reason")
-        raise AssertionError(f"{stored_events()} of {len(records)} stored; dead letters "
-                             f"{bad}") from None
+        raise AssertionError(f"{stored_events()} of {len(records) + len(warm)} stored; "
+                             f"dead letters {bad}") from None
     want = table_rows(store.query_rows(want_1m)[1])
     assert len(want) > 200 and any(r[4] == "(other)" for r in want)
     try:
@@ -270,6 +292,14 @@ def test_traffic_windows_equal_sql_over_events(stack_factory: Callable[..., Stac
         f"AND dim = '' AND w BETWEEN {minutes[-5]} AND {minutes[-1]}")
     assert live["now"]["visitors"] == recent[0][0]
     assert live["top_channels"] and live["top_pages"]
+
+    # every query documented in docs/traffic.md runs and answers on these windows
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "traffic.md").read_text()
+    blocks = re.findall(r"```clickhouse\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 5
+    for sql in blocks:
+        sql = sql.replace("shop.example", site).replace("clickstream.", f"{db}.")
+        assert store.query_rows(sql)[1], sql
 
     # and `clickstream live` draws it
     out = subprocess.run([sys.executable, "-m", "clickstream", "live", site, "--once", "--url",
