@@ -40,6 +40,12 @@ def growth(samples: list[dict[str, Any]], name: str, warmup: int) -> float | Non
     return round((values[-1] - values[0]) / values[0], 3)
 
 
+def achieved_rate(samples: list[dict[str, Any]]) -> int | None:
+    """Accepted events/s over the samples taken while the load generator ran."""
+    running = [s for s in samples if s["minute"] and s["rss_mb"].get("loadgen")]
+    return round(running[-1]["accepted"] / (running[-1]["minute"] * 60)) if running else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -89,8 +95,7 @@ def main() -> None:
     result = {"minutes": args.minutes, "rate": args.rate, "warmup_minutes": warmup,
               "samples": samples, "rss_growth_after_warmup": growths,
               "flagged_over_10_percent": flagged, "services_alive_at_end": alive,
-              "achieved_rate": round(samples[-1]["accepted"] / max(1, samples[-1]["minute"] * 60))
-              if samples else None}
+              "achieved_rate": achieved_rate(samples)}
     for name, g in growths.items():
         mark = "  <-- FLAGGED (> 10% after warm-up)" if name in flagged else ""
         print(f"{name:10s} RSS growth after warm-up: "
