@@ -72,7 +72,7 @@ class Measures:
 
     def dump(self) -> list[Any]:
         return [self.events, self.pageviews, self.conversions, str(self.revenue),
-                self.sessions, self.bounces, sorted(self.visitors)]
+                self.sessions, self.bounces, list(self.visitors)]
 
     @classmethod
     def load(cls, data: list[Any]) -> Measures:
@@ -87,7 +87,7 @@ class Measures:
         return {"events": self.events, "pageviews": self.pageviews,
                 "conversions": self.conversions, "revenue": str(self.revenue),
                 "sessions": self.sessions, "bounces": self.bounces,
-                "visitors": sorted(self.visitors)}
+                "visitors": list(self.visitors)}
 
 
 def _engaged(tracker: list[Any]) -> bool:
