@@ -114,14 +114,15 @@ def drain(stack: Stack, quiet_seconds: float = 3.0, limit: float = 180.0) -> Non
             last, since = now, time.monotonic()
 
 
-def latency_phase(stack: Stack, work: Path, rate: float, seconds: float) -> dict[str, Any]:
+def latency_phase(stack: Stack, work: Path, rate: float, seconds: float,
+                  seed: int) -> dict[str, Any]:
     store = RemoteStore(stack.services["sink"].url, timeout=10)
     db = stack.settings.database
-    truth = work / "latency-truth"
+    truth = work / f"latency-{seed}"
     since = int(time.time() * 1000) - 1000
     base = stored(stack)
     proc = loadgen(stack, truth, "--url", stack.collector_url, "--rate", str(rate),
-                   "--duration", str(seconds), "--seed", "11")
+                   "--duration", str(seconds), "--seed", str(seed))
     seen: dict[str, float] = {}
     deadline = None
     while True:
@@ -164,7 +165,8 @@ TARGETS = {  # name -> loadgen arguments (besides the address)
 }
 
 
-def throughput_phase(stack: Stack, work: Path, target: str, seconds: float) -> dict[str, Any]:
+def throughput_phase(stack: Stack, work: Path, target: str, seconds: float,
+                     seed: int) -> dict[str, Any]:
     truth = work / f"throughput-{target}"
     args = ["--bootstrap", stack.bootstrap] if target == "kafka" else [
         "--url", stack.collector_url]
@@ -172,7 +174,7 @@ def throughput_phase(stack: Stack, work: Path, target: str, seconds: float) -> d
     base = stored(stack)
     procs = pids(stack)
     proc = loadgen(stack, truth, *args, "--rate", "0", "--duration", str(seconds),
-                   "--seed", "12", "--concurrency", "128")
+                   "--seed", str(seed), "--concurrency", "128")
     procs["loadgen"] = proc.pid
     t0 = time.monotonic()
     cpu0 = cpu_of(procs)
@@ -221,10 +223,12 @@ def main() -> None:
     try:
         warm_up(stack, work)
         lats = []
-        for rate in (float(r) for r in args.rates.split(",")):
+        # every phase its own seed: the same seed repeats event ids, which the worker
+        # (rightly) drops as duplicates
+        for i, rate in enumerate(float(r) for r in args.rates.split(",")):
             print(f"latency at {rate:,.0f} events/s for {args.seconds:.0f} s (HTTP) ...",
                   flush=True)
-            lat = latency_phase(stack, work, rate, args.seconds)
+            lat = latency_phase(stack, work, rate, args.seconds, seed=11 + i)
             lats.append(lat)
             print(f"  sent {lat['events_sent']:,} at {lat['achieved_send_rate']:,}/s; event "
                   f"-> queryable p50 {lat['p50_s']} s, p99 {lat['p99_s']} s "
@@ -232,9 +236,9 @@ def main() -> None:
             drain(stack)
         runs = []
         if not args.skip_throughput:
-            for target in TARGETS:
+            for i, target in enumerate(TARGETS):
                 print(f"throughput, {target}, as fast as the loadgen goes ...", flush=True)
-                r = throughput_phase(stack, work, target, args.seconds)
+                r = throughput_phase(stack, work, target, args.seconds, seed=21 + i)
                 drain(stack)
                 runs.append(r)
                 print(f"  sent {r['events_sent']:,} ({r['send_rate']:,}/s); stored "
