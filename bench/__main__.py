@@ -13,6 +13,8 @@ BENCHMARKS = [
     ("collector", [*PY, "bench.collector_bench"]),
     ("stream worker", [*PY, "bench.worker_bench"]),
     ("attribution", [*PY, "bench.attribution_bench"]),
+    ("store: chDB writes, dashboard queries over 10M events", [*PY, "bench.store_bench"]),
+    ("traffic windows: event -> live view", [*PY, "bench.traffic_bench"]),
     ("end to end", [*PY, "bench.e2e_bench"]),
     ("side by side: ours, Faust tutorial, Quix Streams", [*PY, "bench.compare_bench"]),
     ("soak (30 min)", [*PY, "bench.soak_bench"]),
