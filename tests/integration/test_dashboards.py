@@ -27,6 +27,8 @@ DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashb
 SITE = "dash.example"
 CHANNELS = ["Direct", "Organic Search", "Paid Social", "Email", "Referral"]
 CAMPAIGNS = ["", "spring_sale", "newsletter_04"]
+#: the dashboards' time range: the last 30 days up to a minute after the data was made
+#: (set again by the `store` fixture: modules are imported long before their tests run)
 RANGE_FROM = datetime.now(UTC) - timedelta(days=30)
 RANGE_TO = datetime.now(UTC) + timedelta(minutes=1)
 INTERVAL_S = 3600
@@ -85,7 +87,7 @@ def expand(raw: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     """Migrated chDB with a month of synthetic traffic, sessions (two versions each, as the
     worker re-emits them), conversions and credits under every model, some rows from a
     minute ago (live visitors) and some from another site and from bots."""
@@ -93,6 +95,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
     migrate(s, "clickstream")
     rng = random.Random(9)
     now = now_ms()
+    global RANGE_FROM, RANGE_TO
+    made = datetime.fromtimestamp(now / 1000, UTC)
+    RANGE_FROM, RANGE_TO = made - timedelta(days=30), made + timedelta(minutes=1)
     events, sessions, conversions, credits = [], [], [], []
     for v in range(300):
         visitor = f"v{v}"
@@ -157,7 +162,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
     for half in (0, 1):  # session versions arrive in separate inserts, as from the sink
         s.insert_json_rows("clickstream.sessions",
                            [orjson.dumps(r) for r in sessions[half::2]])
-    return s
+    yield s
+    s.close()  # chDB serves one data directory per process: free it for the next module
 
 
 CLICKHOUSE_TARGETS = targets("grafana-clickhouse-datasource")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -34,7 +35,7 @@ def documented_queries() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     s = ChdbStore(tmp_path_factory.mktemp("docs-chdb"))
     migrate(s, "clickstream")
     rng = random.Random(5)
@@ -107,7 +108,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ChdbStore:
     for first in (True, False):  # versions arrive in separate inserts, as from the sink
         s.insert_json_rows("clickstream.sessions", [
             orjson.dumps(r) for r in sessions[(0 if first else 1)::2]])
-    return s
+    yield s
+    s.close()  # chDB serves one data directory per process: free it for the next module
 
 
 @pytest.mark.parametrize("name, sql", documented_queries(), ids=lambda x: x if "#" in x else "")
