@@ -33,7 +33,7 @@ lint: install
 
 test: install system-deps lint
 	cd producers/js && npm test --silent
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 test-fast: install
 	$(BIN)/pytest -q -m "not integration"
