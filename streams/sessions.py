@@ -107,7 +107,9 @@ def assign(sessions: list[dict[str, Any]], visitor_key: str, hit: Hit,
     if target is None:
         target = _new_session(visitor_key, hit, rules)
         sessions.append(target)
-        sessions.sort(key=lambda s: (s["start"], s["id"]))
+        # stable sort by start: of sessions starting in the same millisecond the newer stays
+        # later, so the lookup above (newest first) prefers it, as for any later event
+        sessions.sort(key=lambda s: s["start"])
     _fold(target, hit)
     _prune(sessions, rules)
     return target, target["n"]
