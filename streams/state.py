@@ -9,7 +9,7 @@ visitor always lives in one partition, and the changelog partition matches it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -29,6 +29,27 @@ def put_in_partition(store: Any, key: bytes, value: bytes, partition: int) -> No
     encoded = store._encode_key(key)
     store._key_index[encoded] = partition
     db_for(partition).put(encoded, store._encode_value(value))
+
+
+def delete_in_partition(store: Any, key: bytes, partition: int) -> None:
+    """del store[key] in `partition`'s part of the store (see put_in_partition)."""
+    db_for = getattr(store, "_db_for_partition", None)
+    if db_for is None:
+        store.pop(key, None)
+        return
+    encoded = store._encode_key(key)
+    store._key_index.pop(encoded, None)
+    db_for(partition).delete(encoded)
+
+
+def remember_persisted(store: Any) -> Callable[[asyncio.Future[Any]], None]:
+    """A done-callback for a changelog send: records the offset Kafka gave it in the store
+    (RocksDB stores skip what is already persisted on recovery)."""
+    def done(fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            meta = fut.result()
+            store.set_persisted_offset(TP(meta.topic, meta.partition), meta.offset)
+    return done
 
 
 def get_in_partition(store: Any, key: bytes, partition: int | None) -> bytes | None:
@@ -61,19 +82,14 @@ class VisitorStateTable:
         topic = self.table.changelog_topic.get_topic_name()
         n = 0
         store = self.table.data
+        persisted = remember_persisted(store)
         for key, partition, state in items:
             value = orjson.dumps(state)
             put_in_partition(store, key, value, partition)
             fut = await send(topic, key, value, partition, None, None)
-            fut.add_done_callback(self._persisted)
+            fut.add_done_callback(persisted)
             n += 1
         return n
-
-    def _persisted(self, fut: asyncio.Future[Any]) -> None:
-        """Remember the changelog offset (RocksDB stores skip it on recovery)."""
-        if not fut.cancelled() and fut.exception() is None:
-            meta = fut.result()
-            self.table.data.set_persisted_offset(TP(meta.topic, meta.partition), meta.offset)
 
     def summary(self) -> dict[str, int]:
         """Visitors known and events counted (for `clickstream status` and tests)."""

@@ -15,9 +15,8 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import TP
 
-from streams.state import put_in_partition
+from streams.state import delete_in_partition, put_in_partition, remember_persisted
 from streams.traffic.windows import WindowState
 
 META = "~"
@@ -83,31 +82,16 @@ class TrafficStateTable:
         send = self.table.app.producer.send
         topic = self.table.changelog_topic.get_topic_name()
         futures = []
+        persisted = remember_persisted(self.table.data)
         for p, site, start, value in items:
             key = f"{p}|{META}".encode() if start is None else f"{p}|{site}|{start}".encode()
             raw = None if value is None else orjson.dumps(value)
             if raw is None:
-                _delete_in_partition(self.table.data, key, p)
+                delete_in_partition(self.table.data, key, p)
             else:
                 put_in_partition(self.table.data, key, raw, p)
             fut = await send(topic, key, raw, p, None, None)
-            fut.add_done_callback(self._persisted)
+            fut.add_done_callback(persisted)
             futures.append(fut)
         if futures:
             await asyncio.gather(*futures)
-
-    def _persisted(self, fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            meta = fut.result()
-            self.table.data.set_persisted_offset(TP(meta.topic, meta.partition), meta.offset)
-
-
-def _delete_in_partition(store: Any, key: bytes, partition: int) -> None:
-    """del store[key] in `partition`'s part of the store (see streams.state)."""
-    db_for = getattr(store, "_db_for_partition", None)
-    if db_for is None:
-        store.pop(key, None)
-        return
-    encoded = store._encode_key(key)
-    store._key_index.pop(encoded, None)
-    db_for(partition).delete(encoded)
