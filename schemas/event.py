@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -22,6 +22,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from schemas.timefmt import EPOCH
 
 CONTRACT_VERSION = 1
 
@@ -151,7 +153,9 @@ def parse_client_ts(v: Any) -> datetime:
             raise ValueError("ts must be a finite number")
         if not (TS_MIN.timestamp() * 1000 <= v < TS_MAX.timestamp() * 1000):
             raise ValueError("ts out of range (epoch milliseconds between 2000 and 2100 expected)")
-        dt = datetime.fromtimestamp(v / 1000, tz=UTC)
+        # integer milliseconds exactly (v / 1000 as a float would round some of them)
+        dt = EPOCH + timedelta(milliseconds=v) if isinstance(v, int) else \
+            datetime.fromtimestamp(v / 1000, tz=UTC)
     elif isinstance(v, str):
         if not _RFC3339.match(v):
             raise ValueError("ts string must be RFC 3339 with a zone, e.g. 2026-01-31T12:00:00Z")

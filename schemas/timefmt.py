@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _SECONDS: dict[int, str] = {}
 
@@ -19,10 +19,15 @@ def ms_to_text(ms: int) -> str:
     return f"{text}.{rest:03d}"
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def dt_to_ms(dt: datetime) -> int:
+    """Exact epoch milliseconds (integer arithmetic: float timestamps lose the last ms)."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    return (dt - EPOCH) // _MS
 
 
 def now_ms() -> int:

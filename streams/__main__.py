@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from clickstream.logs import setup_logging
@@ -13,6 +14,12 @@ def main() -> None:
     settings = WorkerSettings()
     setup_logging(settings)
     app = create_app(settings)
+    # The worker allocates many short-lived objects per event and keeps large long-lived
+    # ones (parsers, lists, caches): full collections that rescan the latter cost a fifth
+    # of its CPU. Freeze what startup built and collect the old generations rarely.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1_000)
     level = {"warning": "warn", "critical": "crit"}.get(settings.log_level.lower(),
                                                          settings.log_level.lower())
     sys.argv = [sys.argv[0], "worker", "--loglevel", level]

@@ -7,7 +7,9 @@ the geo step only and never copied into the row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
 from streams.enrich.bots import BotDetector
 from streams.enrich.campaign import parse_campaign
@@ -18,6 +20,11 @@ from streams.enrich.urlclean import clean_url
 from streams.enrich.useragent import UserAgentParser
 from streams.pipeline import Ctx, Step
 
+#: the columns the source step fills, in the order _compute_source returns them
+SOURCE_COLUMNS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+                  "click_id_type", "referrer", "referrer_host", "referrer_medium",
+                  "referrer_source", "search_term", "source", "medium", "channel")
+
 
 @dataclass
 class Enricher:
@@ -27,6 +34,14 @@ class Enricher:
     user_agents: UserAgentParser
     bots: BotDetector
     geo: GeoLookup
+    #: url -> (url, host, path); referrer, url -> the source columns. Pure functions of
+    #: their inputs, and pages, referrers and campaign links repeat across visitors.
+    _url_parts: Any = field(init=False, repr=False)
+    _source_cols: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._url_parts = lru_cache(maxsize=65_536)(self._compute_url_parts)
+        self._source_cols = lru_cache(maxsize=65_536)(self._compute_source)
 
     @classmethod
     def load(cls) -> Enricher:
@@ -39,34 +54,29 @@ class Enricher:
     def url(self, ctx: Ctx) -> None:
         """Normalised page URL without PII/click-id params; host and path."""
         assert ctx.event is not None
-        clean = clean_url(ctx.event.url)
         row = ctx.row
-        row["url"] = clean.url
-        row["host"] = clean.host
-        row["path"] = clean.path if clean.url else ""
+        row["url"], row["host"], row["path"] = self._url_parts(ctx.event.url)
+
+    @staticmethod
+    def _compute_url_parts(url: str | None) -> tuple[str, str, str]:
+        clean = clean_url(url)
+        return clean.url, clean.host, clean.path if clean.url else ""
 
     def source(self, ctx: Ctx) -> None:
         """UTM tags, click ids, referrer class and the GA4 channel of this hit."""
         ev = ctx.event
         assert ev is not None
-        row = ctx.row
-        campaign = parse_campaign(ev.url or "")
-        ref = self.referrers.classify(ev.referrer, page_host=row["host"])
+        ctx.row.update(zip(SOURCE_COLUMNS, self._source_cols(ev.url or "", ev.referrer,
+                                                             ctx.row["host"]), strict=True))
+
+    def _compute_source(self, url: str, referrer: str | None, host: str) -> tuple[str, ...]:
+        campaign = parse_campaign(url)
+        ref = self.referrers.classify(referrer, page_host=host)
         src = traffic_source(campaign, ref)
-        row["utm_source"] = campaign.source
-        row["utm_medium"] = campaign.medium
-        row["utm_campaign"] = campaign.campaign
-        row["utm_term"] = campaign.term
-        row["utm_content"] = campaign.content
-        row["click_id_type"] = campaign.click_id_type
-        row["referrer"] = clean_url(ev.referrer).url if ev.referrer else ""
-        row["referrer_host"] = ref.host
-        row["referrer_medium"] = ref.medium
-        row["referrer_source"] = ref.source
-        row["search_term"] = ref.term
-        row["source"] = src.source
-        row["medium"] = src.medium
-        row["channel"] = src.channel
+        return (campaign.source, campaign.medium, campaign.campaign, campaign.term,
+                campaign.content, campaign.click_id_type,
+                clean_url(referrer).url if referrer else "", ref.host, ref.medium, ref.source,
+                ref.term, src.source, src.medium, src.channel)
 
     def device(self, ctx: Ctx) -> None:
         """Browser, OS, device type; bots flagged (kept, never dropped)."""

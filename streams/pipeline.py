@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.event import Event
+from schemas.event_view import EventView
 
 
 class Reject(Exception):
@@ -33,7 +33,7 @@ class Ctx:
         self.partition = partition
         self.offset = offset
         self.envelope: dict[str, Any] = {}
-        self.event: Event | None = None
+        self.event: EventView | None = None
         self.row: dict[str, Any] = {}
         self.state: Any = None
         self.reject_step = ""
@@ -68,21 +68,22 @@ class Pipeline:
         for step in self.steps:
             t0 = time.perf_counter()
             fn = step.run
+            rejected: list[Ctx] = []
             for ctx in live:
                 try:
                     fn(ctx)
                 except Reject as exc:
                     ctx.reject_step = step.name
                     ctx.reject_reason = str(exc) or step.name
+                    rejected.append(ctx)
             elapsed = time.perf_counter() - t0
             self.seconds[step.name] = self.seconds.get(step.name, 0.0) + elapsed
             if self.on_step_done:
                 self.on_step_done(step.name, elapsed, len(live))
-            if any(not c.ok for c in live):
-                for c in live:
-                    if not c.ok and c.reject_step == step.name:
-                        reason_key = (step.name, _reason_class(c.reject_reason))
-                        self.rejected[reason_key] = self.rejected.get(reason_key, 0) + 1
+            if rejected:
+                for c in rejected:
+                    reason_key = (step.name, _reason_class(c.reject_reason))
+                    self.rejected[reason_key] = self.rejected.get(reason_key, 0) + 1
                 live = [c for c in live if c.ok]
         return ctxs
 

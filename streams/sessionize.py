@@ -64,7 +64,6 @@ class Sessionizer:
             row["session_id"], row["session_seq"] = "", 0
             return
         sessions = state.setdefault("sessions", [])
-        known = {s["id"] for s in sessions}
         sess, seq = assign(sessions, visitor_key, _hit(row, ts),
                            self.site_rules.get(row["site_id"], self.rules))
         row["session_id"], row["session_seq"] = sess["id"], seq
@@ -73,8 +72,7 @@ class Sessionizer:
         if row["user_id"] and state.get("user") != row["user_id"]:
             state["user"] = row["user_id"]  # linked: hand the history to the user's
             self.identity.append(_link(row, state.get("tp", [])))
-        started = sess["id"] not in known
-        if started:  # a session started: it is a touchpoint
+        if sess["n"] == 1:  # a session started (it is a touchpoint)
             tp = attributor.session_touchpoint(sess)
             attributor.touch(state, [tp], row["site_id"])
             if state.get("user"):
@@ -92,10 +90,13 @@ class Sessionizer:
         if h in seen:
             raise Reject("duplicate: event_id seen before")
         seen[h] = received
-        if len(seen) > SEEN_CAP or min(seen.values()) < received - self.dedup_window_ms:
-            floor = received - self.dedup_window_ms
-            kept = sorted(((t, k) for k, t in seen.items() if t >= floor), reverse=True)
-            state["seen"] = {k: t for t, k in kept[:SEEN_CAP]}
+        # Pruned oldest first, so the first entry is (nearly always) the oldest: checking it
+        # alone is enough to bound the dict; an entry received out of order is kept a
+        # little longer, never dropped early.
+        floor = received - self.dedup_window_ms
+        if len(seen) > SEEN_CAP or next(iter(seen.values())) < floor:
+            kept = sorted((t, k) for k, t in seen.items() if t >= floor)
+            state["seen"] = {k: t for t, k in kept[-SEEN_CAP:]}
 
     def session_rows(self) -> list[dict[str, Any]]:
         """One row per session touched in this batch (replaces the previous version)."""

@@ -8,8 +8,8 @@ import orjson
 from pydantic import ValidationError
 
 from producers.collector.errors import ApiError
-from producers.collector.fastcheck import plainly_valid
 from schemas.event import Event, describe_validation_error
+from schemas.fastcheck import plainly_valid
 
 MAX_REASON = 1000  # as the dead letter keeps
 JSON_TYPES = ("application/json", "text/plain", "application/octet-stream", "")

@@ -53,6 +53,18 @@ def _decode(raw: list[Any]) -> Touchpoint:
     return Touchpoint(*raw)
 
 
+def _appends(history: Sequence[list[Any]], new: list[Any], max_kept: int,
+             horizon_ms: int) -> bool:
+    """True when merging `new` into the (normalised, time-ordered) encoded `history` just
+    appends it: it is strictly the newest, its session is new, nothing falls out of the
+    horizon and the cap is not reached (the common case: a visitor's next session)."""
+    if not history:
+        return True
+    ts, sid = new[0], new[9]
+    return (ts > history[-1][0] and len(history) < max_kept and bool(sid)
+            and history[0][0] >= ts - horizon_ms and all(t[9] != sid for t in history))
+
+
 @dataclass
 class Attributor:
     lookback_ms: int = 30 * DAY_MS
@@ -94,7 +106,12 @@ class Attributor:
     def touch(self, state: dict[str, Any], encoded: Sequence[list[Any]], site: str = "") -> None:
         """Fold (encoded) touchpoints into a visitor's or user's bounded history (the horizon
         is the site's lookback window)."""
-        history = [_decode(t) for t in state.get("tp", ())]
+        stored = state.get("tp") or []
+        if len(encoded) == 1 and _appends(stored, encoded[0], self.max_touchpoints,
+                                          self.lookback_for(site)):
+            state["tp"] = [*stored, encoded[0]]  # what the merge below would give, cheaply
+            return
+        history = [_decode(t) for t in stored]
         new = [_decode(t) for t in encoded]
         newest = max(t.ts_ms for t in [*history, *new])
         kept = merge_touchpoints(history, new, max_kept=self.max_touchpoints,

@@ -17,13 +17,13 @@ from pydantic import ValidationError
 from clickstream.settings import CollectorSettings
 from producers.collector import openapi
 from producers.collector.clientip import ClientIp, parse_networks
-from producers.collector.fastcheck import plainly_valid
 from producers.collector.pixel import GIF, fold_utm, pixel_event
 from producers.collector.privacy import dnt_requested, reduce_ua
 from producers.collector.ratelimit import RateLimiter
 from producers.collector.records import RecordMaker, envelopes, partition_key
 from producers.collector.sites import OriginRule, SitesFileError, load_sites
 from schemas.event import Event
+from schemas.fastcheck import plainly_valid
 
 # --- site registry -------------------------------------------------------------------------
 
