@@ -41,15 +41,28 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from sinks.cluster import ClusterError
     from sinks.connect import open_store
-    from sinks.migrate import migrate
+    from sinks.migrate import default_params, migrate, script
 
     settings = CommonSettings()
-    store = open_store(settings)
+    cluster = settings.clickhouse_cluster
     try:
-        ran = migrate(store, settings.database)
-    finally:
-        store.close()
+        if args.dry_run:  # no store needed: render, print, done
+            sys.stdout.write(script(default_params(settings.database, settings), cluster))
+            return 0
+        if cluster and not settings.clickhouse_url:
+            err.print("[red]CLICKSTREAM_CLICKHOUSE_CLUSTER needs CLICKSTREAM_CLICKHOUSE_URL[/red]"
+                      ": the embedded chDB store is one node")
+            return 2
+        store = open_store(settings)
+        try:
+            ran = migrate(store, settings.database, cluster=cluster)
+        finally:
+            store.close()
+    except ClusterError as exc:
+        err.print(f"[red]migrate failed:[/red] {exc}")
+        return 1
     err.print(f"applied: {', '.join(ran)}" if ran else "schema is up to date")
     return 0
 
@@ -148,7 +161,11 @@ def parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--format", choices=["tsv", "csv", "json", "pretty"], default="pretty")
     sql.set_defaults(fn=cmd_sql)
-    sub.add_parser("migrate", help="apply schema migrations").set_defaults(fn=cmd_migrate)
+    mig = sub.add_parser("migrate", help="apply schema migrations")
+    mig.add_argument("--dry-run", action="store_true",
+                     help="print every statement a fresh database gets (the cluster variant "
+                     "with CLICKSTREAM_CLICKHOUSE_CLUSTER set) without connecting")
+    mig.set_defaults(fn=cmd_migrate)
     sub.add_parser("status", help="what runs, and what is stored").set_defaults(fn=cmd_status)
     live = sub.add_parser("live", help="a site's traffic right now, refreshing")
     live.add_argument("site")

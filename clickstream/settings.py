@@ -5,6 +5,7 @@ Every field's description is its documentation (`clickstream settings` prints th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -45,6 +46,13 @@ class CommonSettings(BaseSettings):
         default=None,
         description="clickhouse://user:pass@host:9000/db for a ClickHouse server (native "
         "protocol via clickhouse-driver). Unset: embedded chDB in $CLICKSTREAM_HOME/chdb.",
+    )
+    clickhouse_cluster: str = Field(
+        default="",
+        description="ClickHouse cluster name (remote_servers) for the replicated, sharded "
+        "schema: migrations run ON CLUSTER, each table becomes a Replicated*MergeTree "
+        "`<table>_local` plus a Distributed table under its name (docs/production.md). "
+        "Set it for every sink and `clickstream migrate`. Empty: one server (or chDB).",
     )
     topic_prefix: str = Field(
         default="clickstream", description="Prefix of every Kafka topic (clickstream.raw, ...)."
@@ -94,6 +102,14 @@ class CommonSettings(BaseSettings):
         if v and urlsplit(v).scheme not in ("clickhouse", "clickhouses"):
             raise ValueError("clickhouse_url must look like clickhouse://user:pass@host:9000/db")
         return v or None
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _check_cluster(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9_.-]+|\{[A-Za-z0-9_]+\}", v):
+            raise ValueError("clickhouse_cluster must be a cluster name of remote_servers "
+                             "(letters, digits, _ . -) or a macro such as {cluster}")
+        return v
 
     @computed_field  # type: ignore[prop-decorator]
     @property

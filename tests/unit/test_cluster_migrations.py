@@ -1,0 +1,453 @@
+"""The cluster variant of the migrations (CLICKSTREAM_CLICKHOUSE_CLUSTER, sinks/cluster.py).
+
+Every shipped migration, rendered for a cluster, parses in the real ClickHouse engine (chDB,
+in a child process), runs ON CLUSTER, replicates every MergeTree table under a local name
+with a Distributed twin under the original one, shards by visitor or by the replacing key,
+and keeps views on the Distributed tables. The single-server path is byte for byte what it
+was. A migration the renderer cannot make cluster-safe fails, naming the migration, before
+anything runs. Execution on a cluster-configured chDB: tests/integration/test_cluster_chdb.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from clickstream.settings import CommonSettings
+from sinks import migrate as migrate_module
+from sinks.cluster import ClusterError, ClusterRenderer
+from sinks.cluster_sql import quote_string
+from sinks.cluster_tables import SUFFIX
+from sinks.migrate import (
+    Migration,
+    apply_ttl,
+    available,
+    bookkeeping,
+    default_params,
+    migrate,
+    plan,
+    script,
+)
+from tests.integration.chdb_cluster import run as run_in_chdb
+
+C = "clickstream"  # the cluster name used here (as in deploy/clickhouse/cluster)
+DB = "clickstream"
+DDL = re.compile(r"^(CREATE|ALTER|DROP|TRUNCATE|OPTIMIZE|DELETE)\b")
+ON_CLUSTER = re.compile(
+    r"^(?:CREATE|ALTER|DROP|TRUNCATE|OPTIMIZE|DELETE)\b[A-Z ]*? [\w.`]+ ON CLUSTER "
+    + C + r"\b")
+ENGINE = re.compile(r"ENGINE = `?(\w+)`?(?:\(([^)]*)\))?")
+#: Tables sharded by visitor although visitor_id is not in their sorting key: a row's
+#: visitor_id is still fixed by its key (conversion_id is the converting event's id).
+VISITOR_FIXED_BY_KEY = {"conversions"}
+
+
+def params() -> dict[str, object]:
+    return default_params(DB, CommonSettings())
+
+
+@pytest.fixture(scope="module")
+def single() -> list[str]:
+    return [s for _, stmts in plan(params()) for s in stmts]
+
+
+@pytest.fixture(scope="module")
+def clustered() -> list[str]:
+    return bookkeeping(DB, C) + [s for _, stmts in plan(params(), C) for s in stmts]
+
+
+@pytest.fixture(scope="module")
+def formatted(clustered: list[str], tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Each cluster statement as ClickHouse's own parser formats it (one line)."""
+    results = run_in_chdb([f"SELECT formatQuerySingleLine({quote_string(s)})"
+                           for s in clustered], tmp_path_factory.mktemp("parse"))
+    bad = [(s[:200], r["error"][:300]) for s, r in zip(clustered, results, strict=True)
+           if not r["ok"]]
+    assert not bad, f"statements ClickHouse cannot parse: {bad}"
+    return [r["out"].strip() for r in results]
+
+
+def test_every_statement_parses_in_clickhouse(formatted: list[str],
+                                              clustered: list[str]) -> None:
+    assert len(formatted) == len(clustered) and all(formatted)
+
+
+def test_every_ddl_runs_on_cluster(formatted: list[str]) -> None:
+    ddl = [f for f in formatted if DDL.match(f)]
+    assert len(ddl) > 30
+    missing = [f[:120] for f in ddl if not ON_CLUSTER.match(f)]
+    assert not missing, missing
+    others = {f.split()[0] for f in formatted if not DDL.match(f)}
+    assert others == {"INSERT"}  # migrations' own data moves run once, through Distributed
+
+
+def test_every_mergetree_engine_is_replicated(formatted: list[str]) -> None:
+    engines = [(f, m) for f in formatted for m in ENGINE.finditer(f)
+               if "MergeTree" in m.group(1)]
+    assert len(engines) >= 9
+    for f, m in engines:
+        name = re.match(r"CREATE TABLE (?:IF NOT EXISTS )?\w+\.(\w+)", f).group(1)
+        assert m.group(1).startswith("Replicated"), f[:120]
+        path, replica = [a.strip() for a in m.group(2).split(",")[:2]]
+        if name == "schema_migrations":  # one replica set on every node: not sharded
+            assert (path, replica) == (f"'/clickhouse/tables/all/{DB}/{name}'",
+                                       "'{shard}-{replica}'")
+        else:
+            assert name.endswith(SUFFIX)
+            assert (path, replica) == (f"'/clickhouse/tables/{{shard}}/{DB}/{name}'",
+                                       "'{replica}'")
+
+
+def test_engine_parameters_and_dedup_window_are_kept(clustered: list[str]) -> None:
+    text = "\n".join(clustered)
+    assert ("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/clickstream/"
+            "sessions_local', '{replica}', version)") in text
+    assert ("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/clickstream/"
+            "traffic_1m_local', '{replica}', version)") in text
+    assert "non_replicated_deduplication_window" not in text
+    assert text.count("replicated_deduplication_window = 1000") == "\n".join(
+        s for _, ss in plan(params()) for s in ss).count("deduplication_window = 1000")
+
+
+def _created(statements: list[str], kind: str) -> dict[str, str]:
+    out = {}
+    for s in statements:
+        m = re.match(rf"CREATE (?:OR REPLACE )?{kind} (?:IF NOT EXISTS )?\w+\.(\w+)", s)
+        if m:
+            out[m.group(1)] = s
+    return out
+
+
+def test_readers_keep_the_original_names(single: list[str], formatted: list[str]) -> None:
+    tables = _created(formatted, "TABLE")
+    for name, sql in _created(single, "TABLE").items():
+        assert name in tables, f"{name} has no table under its own name on the cluster"
+        engine = ENGINE.search(sql).group(1)
+        twin = ENGINE.search(tables[name]).group(1)
+        assert twin == "Distributed" and f"{name}{SUFFIX}" in tables, name
+        if engine != "Null":
+            assert ENGINE.search(tables[f"{name}{SUFFIX}"]).group(1) == f"Replicated{engine}"
+        args = ENGINE.search(tables[name]).group(0)
+        assert args.startswith(f"ENGINE = Distributed('{C}', '{DB}', '{name}{SUFFIX}', ")
+    for kind in ("VIEW", "MATERIALIZED VIEW"):
+        assert set(_created(single, kind)) == set(_created(formatted, kind)), kind
+
+
+def test_every_local_table_has_its_distributed_twin(formatted: list[str]) -> None:
+    tables = _created(formatted, "TABLE")
+    local = {n for n in tables if n.endswith(SUFFIX)}
+    assert local and all(n.removesuffix(SUFFIX) in tables for n in local)
+    distributed = {n for n, s in tables.items() if "ENGINE = Distributed" in s}
+    assert {f"{n}{SUFFIX}" for n in distributed} == local
+
+
+def _sharding(formatted: list[str]) -> dict[str, tuple[str, str, list[str]]]:
+    """table -> (engine, sharding key, sorting key columns)."""
+    tables = _created(formatted, "TABLE")
+    out = {}
+    for name, sql in tables.items():
+        m = re.search(r"Distributed\('\w+', '\w+', '\w+', (.+)\)(?: COMMENT|$)", sql)
+        if not m:
+            continue
+        local = tables[f"{name}{SUFFIX}"]
+        order = re.search(r"ORDER BY \((.*?)\)(?: TTL| SETTINGS| COMMENT|$)", local)
+        columns = re.findall(r"\b(\w+)\b(?!\()", order.group(1)) if order else []
+        out[name] = (ENGINE.search(local).group(1), m.group(1), columns)
+    return out
+
+
+def test_replays_land_on_the_shard_of_their_original(formatted: list[str]) -> None:
+    sharding = _sharding(formatted)
+    for name in ("events", "sessions", "conversions"):
+        assert sharding[name][1] == "cityHash64(site_id, visitor_id)", name
+    assert sharding["attribution"][1].startswith("cityHash64(site_id, toDate(conversion_ts)")
+    for name, (engine, key, order) in sharding.items():
+        if engine.removeprefix("Replicated") in ("ReplacingMergeTree", "CollapsingMergeTree"):
+            used = set(re.findall(r"\b(\w+)\b(?!\()", key))
+            assert used <= set(order) or name in VISITOR_FIXED_BY_KEY, (
+                f"{name}: sharded by {key}, but rows are replaced by ({', '.join(order)}): a "
+                "replay could land on another shard and never replace its original")
+    # the Null entry table is sharded exactly like the table its materialized view fills
+    assert sharding["traffic_visitors_in"][1] == sharding["traffic_visitors_1m"][1]
+
+
+def test_views_read_distributed_tables_and_mvs_read_local(
+        formatted: list[str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    local = {n for n in _created(formatted, "TABLE") if n.endswith(SUFFIX)}
+    views = [f for f in formatted if re.match(r"CREATE (OR REPLACE )?(MATERIALIZED )?VIEW", f)]
+    results = run_in_chdb([f"EXPLAIN AST {v}" for v in views], tmp_path_factory.mktemp("ast"))
+    mvs = 0
+    for view, r in zip(views, results, strict=True):
+        assert r["ok"], r["error"]
+        read = set(re.findall(r"TableIdentifier \w+\.(\w+)", r["out"]))
+        assert read, view[:100]
+        if " MATERIALIZED VIEW " in f" {view}":
+            mvs += 1
+            target = re.search(r" TO \w+\.(\w+)", view).group(1)
+            assert read | {target} <= local, view[:160]
+        else:
+            assert not read & local, f"{view[:100]} reads {read & local}"
+    assert mvs >= 2
+
+
+def test_views_join_with_global(clustered: list[str]) -> None:
+    for s in clustered:  # a JOIN over a Distributed table needs GLOBAL on two shards
+        for m in re.finditer(r"(\w+ )(\w+ )?JOIN\b", s):
+            assert "ARRAY" in m.group(0) or "GLOBAL" in m.group(0), m.group(0)
+    funnel = next(s for s in clustered if ".funnel " in s)
+    assert "ARRAY JOIN" in funnel and "GLOBAL ARRAY" not in funnel
+
+
+# --- single server: unchanged ---------------------------------------------------------------
+
+class RecordingStore:
+    """A Store that records statements; query answers are scripted per SQL prefix."""
+
+    def __init__(self, answers: dict[str, list[list[Any]]] | None = None) -> None:
+        self.sql: list[str] = []
+        self.answers = answers or {}
+
+    def execute(self, sql: str) -> None:
+        self.sql.append(sql)
+
+    def query_rows(self, sql: str) -> tuple[list[str], list[list[Any]]]:
+        self.sql.append(sql)
+        for prefix, rows in self.answers.items():
+            if sql.startswith(prefix):
+                return [], rows
+        return [], []
+
+    def query_text(self, sql: str, fmt: str = "") -> str:
+        raise NotImplementedError
+
+    def insert_json_rows(self, table: str, rows: Any, dedup_token: str | None = None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+LAYOUT_CHECK = ("SELECT engine FROM system.tables WHERE database = 'clickstream' AND name = "
+                "'schema_migrations'")
+#: What `migrate` executed on one server before the cluster variant existed.
+SINGLE_BOOKKEEPING = [
+    "CREATE DATABASE IF NOT EXISTS clickstream",
+    "CREATE TABLE IF NOT EXISTS clickstream.schema_migrations (version UInt32, "
+    "name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+    "ENGINE = ReplacingMergeTree ORDER BY version "
+    "COMMENT 'Which schema migrations ran, and when.'",
+    "SELECT version, checksum FROM clickstream.schema_migrations FINAL ORDER BY version",
+]
+
+
+def test_single_server_path_is_byte_for_byte_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLICKSTREAM_CLICKHOUSE_CLUSTER", raising=False)
+    # every statement is the same; new is only the read that refuses a cluster database
+    expected = [LAYOUT_CHECK, *SINGLE_BOOKKEEPING]
+    for mig in available():
+        expected += mig.statements(params())
+        expected.append(f"INSERT INTO clickstream.schema_migrations (version, name, checksum) "
+                        f"VALUES ({mig.version}, '{mig.name}', '{mig.checksum}')")
+    expected.append("SELECT name, engine_full FROM system.tables WHERE database = "
+                    "'clickstream'")
+    for cluster in (None, ""):  # the setting's default, and an explicit empty name
+        store = RecordingStore()
+        migrate(store, DB, params(), cluster=cluster)
+        assert store.sql == expected
+    assert [s for _, ss in plan(params()) for s in ss] == [
+        s for m in available() for s in m.statements(params())]
+
+
+def test_cluster_migrate_runs_the_rendered_statements() -> None:
+    store = RecordingStore({"SELECT version": [[1, available()[0].checksum]]})
+    ran = migrate(store, DB, params(), cluster=C)
+    assert ran == [f"{m.version:04d}_{m.name}" for m in available()[1:]]
+    expected = [LAYOUT_CHECK, *bookkeeping(DB, C), SINGLE_BOOKKEEPING[-1]]
+    for mig, statements in plan(params(), C)[1:]:  # 0001 is recorded as applied
+        expected += statements
+        expected.append(f"INSERT INTO clickstream.schema_migrations (version, name, checksum) "
+                        f"VALUES ({mig.version}, '{mig.name}', '{mig.checksum}')")
+    expected.append("SELECT name, engine_full FROM system.tables WHERE database = "
+                    "'clickstream'")
+    assert store.sql == expected
+
+
+def test_layouts_are_never_mixed() -> None:
+    store = RecordingStore({LAYOUT_CHECK: [["ReplacingMergeTree"]]})
+    with pytest.raises(ClusterError, match="migrated as a single server"):
+        migrate(store, DB, params(), cluster=C)
+    assert store.sql == [LAYOUT_CHECK]
+    store = RecordingStore({LAYOUT_CHECK: [["ReplicatedReplacingMergeTree"]]})
+    with pytest.raises(ClusterError, match="set CLICKSTREAM_CLICKHOUSE_CLUSTER"):
+        migrate(store, DB, params(), cluster="")  # a sink that misses the setting
+    assert store.sql == [LAYOUT_CHECK]
+
+
+def test_retention_changes_go_to_the_local_tables_on_cluster() -> None:
+    rows = [["events", "Distributed('clickstream', 'clickstream', 'events_local', x)"],
+            ["events_local", "ReplicatedReplacingMergeTree('/p', '{replica}') ORDER BY x "
+             "TTL toDateTime(ts) + toIntervalDay(400) SETTINGS index_granularity = 8192"]]
+    store = RecordingStore({"SELECT name, engine_full": rows})
+    changed = apply_ttl(store, DB, {**params(), "events_ttl_days": 30}, cluster=C)
+    assert changed == ["events"]
+    assert store.sql[-1] == ("ALTER TABLE clickstream.events_local ON CLUSTER 'clickstream' "
+                             "MODIFY TTL toDateTime(ts) + INTERVAL 30 DAY")
+    with pytest.raises(ClusterError, match="set CLICKSTREAM_CLICKHOUSE_CLUSTER"):
+        apply_ttl(RecordingStore({"SELECT name, engine_full": rows}), DB, params())
+
+
+# --- the renderer, statement by statement ---------------------------------------------------
+
+TABLE = ("CREATE TABLE IF NOT EXISTS db.t (site_id String, visitor_id String, v UInt32, "
+         "n UInt64) ENGINE = ReplacingMergeTree(v) ORDER BY (site_id, visitor_id)")
+ROLLUP = ("CREATE TABLE IF NOT EXISTS db.r (site_id String, d Date, n UInt64) "
+          "ENGINE = SummingMergeTree ORDER BY (site_id, d)")
+
+
+def render(*statements: str) -> list[str]:
+    return ClusterRenderer("c").render("0099_test", list(statements))
+
+
+def test_alter_goes_to_local_and_column_changes_to_both() -> None:
+    out = render(TABLE, "ALTER TABLE db.t ADD COLUMN x String, ADD INDEX i x TYPE "
+                        "bloom_filter GRANULARITY 1")
+    assert out[2:] == [
+        "ALTER TABLE db.t_local ON CLUSTER 'c' ADD COLUMN x String, ADD INDEX i x TYPE "
+        "bloom_filter GRANULARITY 1",
+        "ALTER TABLE db.t ON CLUSTER 'c' ADD COLUMN x String"]
+    dropped = render(TABLE, "ALTER TABLE db.t DROP COLUMN n")[2:]
+    assert dropped == ["ALTER TABLE db.t ON CLUSTER 'c' DROP COLUMN n",  # readers first
+                       "ALTER TABLE db.t_local ON CLUSTER 'c' DROP COLUMN n"]
+    assert render(TABLE, "ALTER TABLE db.t MODIFY TTL d + INTERVAL 1 DAY")[2:] == [
+        "ALTER TABLE db.t_local ON CLUSTER 'c' MODIFY TTL d + INTERVAL 1 DAY"]
+
+
+def test_drop_truncate_optimize_delete() -> None:
+    assert render(TABLE, "DROP TABLE IF EXISTS db.t SYNC")[2:] == [
+        "DROP TABLE IF EXISTS db.t ON CLUSTER 'c' SYNC",
+        "DROP TABLE IF EXISTS db.t_local ON CLUSTER 'c' SYNC"]
+    assert render("DROP VIEW IF EXISTS db.v") == ["DROP VIEW IF EXISTS db.v ON CLUSTER 'c'"]
+    assert render(TABLE, "OPTIMIZE TABLE db.t FINAL", "TRUNCATE TABLE db.t",
+                  "DELETE FROM db.t WHERE n = 0")[2:] == [
+        "OPTIMIZE TABLE db.t_local ON CLUSTER 'c' FINAL",
+        "TRUNCATE TABLE db.t_local ON CLUSTER 'c'",
+        "DELETE FROM db.t_local ON CLUSTER 'c' WHERE n = 0"]
+
+
+def test_views_get_global_joins_and_ins() -> None:
+    view = render(TABLE, "CREATE VIEW db.v AS SELECT a.n FROM db.t AS a LEFT JOIN db.t AS b "
+                         "USING site_id WHERE a.visitor_id NOT IN (SELECT visitor_id FROM "
+                         "db.t) AND a.site_id IN ('x', 'y') AND a.n IN db.t ARRAY JOIN [1] "
+                         "AS k")[2]
+    assert view == ("CREATE VIEW db.v ON CLUSTER 'c' AS SELECT a.n FROM db.t AS a GLOBAL LEFT "
+                    "JOIN db.t AS b USING site_id WHERE a.visitor_id GLOBAL NOT IN (SELECT "
+                    "visitor_id FROM db.t) AND a.site_id IN ('x', 'y') AND a.n GLOBAL IN db.t "
+                    "ARRAY JOIN [1] AS k")
+
+
+def test_materialized_view_fires_on_the_local_tables() -> None:
+    out = render(TABLE, ROLLUP.replace("db.r", "db.r2"),
+                 "CREATE TABLE db.entry (site_id String, d Date, n UInt64) ENGINE = Null",
+                 "CREATE MATERIALIZED VIEW db.mv TO db.r2 AS SELECT site_id, d, n "
+                 "FROM db.entry")
+    assert out[5] == ("CREATE MATERIALIZED VIEW db.mv ON CLUSTER 'c' TO db.r2_local AS SELECT "
+                      "site_id, d, n FROM db.entry_local")
+    assert out[4] == ("CREATE TABLE db.entry_local ON CLUSTER 'c' (site_id String, d Date, "
+                      "n UInt64) ENGINE = Null")
+    assert out[6].startswith("CREATE TABLE db.entry ON CLUSTER 'c' AS db.entry_local\n"
+                             "ENGINE = Distributed('c', 'db', 'entry_local', "
+                             "cityHash64(site_id, d))")
+
+
+@pytest.mark.parametrize("statements, message", [
+    (["CREATE TABLE db.m (a UInt8) ENGINE = Memory"], "no cluster form for engine Memory"),
+    (["CREATE TABLE db.x (a UInt8) ENGINE = ReplicatedMergeTree('/p', 'r') ORDER BY a"],
+     "no cluster form for engine ReplicatedMergeTree"),
+    (["CREATE TABLE db.x_local (a UInt8) ENGINE = MergeTree ORDER BY a"], "_local are taken"),
+    (["CREATE TABLE x (a UInt8) ENGINE = MergeTree ORDER BY a"], "must be qualified"),
+    (["CREATE OR REPLACE TABLE db.x (a UInt8) ENGINE = MergeTree ORDER BY a"], "no known"),
+    (["CREATE TABLE db.x AS db.y"], "only CREATE TABLE name (columns)"),
+    (["CREATE TABLE db.x (v UInt8) ENGINE = ReplacingMergeTree ORDER BY tuple()"],
+     "empty sorting key"),
+    (["RENAME TABLE db.a TO db.b"], "RENAME TABLE DB has no known cluster form"),
+    (["SYSTEM STOP MERGES"], "no known cluster form"),
+    (["CREATE TABLE db.x ON CLUSTER c (a UInt8) ENGINE = MergeTree ORDER BY a"],
+     "already has ON CLUSTER"),
+    ([TABLE, "ALTER TABLE db.t FREEZE"], "ALTER ... FREEZE has no cluster form"),
+    (["ALTER TABLE db.unknown ADD COLUMN x UInt8"], "not a table of the migrations"),
+    ([TABLE, "CREATE VIEW db.v AS SELECT * FROM db.t_local"], "must read the Distributed"),
+    ([TABLE, "CREATE MATERIALIZED VIEW db.mv ENGINE = MergeTree ORDER BY n AS SELECT n "
+             "FROM db.t"], "needs TO"),
+    ([TABLE, ROLLUP, ROLLUP.replace("db.r", "db.r2"), "CREATE MATERIALIZED VIEW db.mv TO db.r "
+      "AS SELECT site_id, today() AS d, n FROM db.t JOIN db.r2 USING site_id"],
+     "exactly one table"),
+    ([ROLLUP, TABLE.replace("db.t", "db.t2").replace("site_id, visitor_id)", "v, n)"),
+      "CREATE MATERIALIZED VIEW db.mv TO db.t2 AS SELECT * FROM db.r"], "different shards"),
+    (["CREATE TABLE db.e (a UInt8) ENGINE = Null"], "feed no materialized view"),
+    ([TABLE, "CREATE TABLE db.e (n UInt64) ENGINE = Null",
+      "CREATE MATERIALIZED VIEW db.mv TO db.t AS SELECT n FROM db.e"], "lacks the columns"),
+    (["CREATE TABLE db.x (a String) ENGINE = MergeTree ORDER BY a COMMENT 'open"],
+     "unclosed quote"),
+    (["CREATE TABLE db.x (a String) ENGINE"], "no engine name"),
+    (["CREATE TABLE db.x (a String"], "unclosed parenthesis"),
+])
+def test_statements_without_a_cluster_form_fail_naming_the_migration(
+        statements: list[str], message: str) -> None:
+    with pytest.raises(ClusterError) as err:
+        render(*statements)
+    assert "0099_test" in str(err.value) and message in str(err.value)
+
+
+def test_a_new_migration_without_a_cluster_form_fails_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    new = Migration(99, "memory_cache", "CREATE TABLE {db}.cache (k String) ENGINE = Memory;")
+    monkeypatch.setattr(migrate_module, "available", lambda: [*available(), new])
+    plan(params())  # one server: fine
+    with pytest.raises(ClusterError, match=r"migration 0099_memory_cache, statement 1"):
+        plan(params(), C)
+    store = RecordingStore()
+    with pytest.raises(ClusterError):
+        migrate(store, DB, params(), cluster=C)
+    assert store.sql == []
+
+
+# --- setting, CLI ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["clickstream", "prod-eu.1", "{cluster}", ""])
+def test_cluster_setting_accepts_names_and_macros(monkeypatch: pytest.MonkeyPatch,
+                                                  value: str) -> None:
+    monkeypatch.setenv("CLICKSTREAM_CLICKHOUSE_CLUSTER", value)
+    assert CommonSettings().clickhouse_cluster == value
+
+
+@pytest.mark.parametrize("value", ["a'b", "a b", "{cluster", "x;DROP"])
+def test_cluster_setting_refuses_anything_else(monkeypatch: pytest.MonkeyPatch,
+                                               value: str) -> None:
+    monkeypatch.setenv("CLICKSTREAM_CLICKHOUSE_CLUSTER", value)
+    with pytest.raises(ValidationError):
+        CommonSettings()
+
+
+def test_migrate_dry_run_prints_the_script_without_a_store(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    from clickstream.cli import main
+
+    monkeypatch.setenv("CLICKSTREAM_HOME", str(tmp_path))
+    monkeypatch.delenv("CLICKSTREAM_CLICKHOUSE_URL", raising=False)
+    monkeypatch.setenv("CLICKSTREAM_CLICKHOUSE_CLUSTER", C)
+    with pytest.raises(SystemExit) as done:
+        main(["migrate", "--dry-run"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out == script(params(), C)
+    assert "-- 0001_events" in out and "ENGINE = Distributed('clickstream'" in out
+    assert ";;" not in out and not (tmp_path / "chdb").exists()
+    with pytest.raises(SystemExit) as refused:  # a cluster needs a server, not chDB
+        main(["migrate"])
+    assert refused.value.code == 2
