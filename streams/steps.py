@@ -18,24 +18,48 @@ from streams.visitor import SaltStore, cookieless_id
 
 
 def expand(raw: bytes, key: bytes | None, partition: int, offset: int) -> list[Ctx]:
-    """One raw Kafka message -> one context per event. A message is either one envelope
-    {received_at, ip, ua, event} or a group {received_at, ip, ua, events: [...]} of one
-    visitor's events from one request (fewer, larger messages: Faust's per-message cost is
-    the worker's largest). Anything else stays whole, for `decode` to reject."""
-    if b'"events"' in raw:
-        try:
-            env = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            env = None
-        if isinstance(env, dict) and isinstance(env.get("events"), list) and env["events"]:
-            head = {k: v for k, v in env.items() if k != "events"}
-            out = []
-            for i, event in enumerate(env["events"]):
-                ctx = Ctx(raw, key, partition, offset, index=i)
-                ctx.envelope = {**head, "event": event}
+    """One raw Kafka message -> one context per event. A message is one envelope
+    {received_at, ip, ua, event}, a group {received_at, ip, ua, events: [...]} of one
+    visitor's events from one request, or a bundle {"records": [...]} of envelopes and
+    groups that the collector sent to this partition together (fewer, larger messages:
+    Faust's per-message cost is the worker's largest). Anything else stays whole, for
+    `decode` to reject."""
+    if b'"events"' not in raw and b'"records"' not in raw:
+        return [Ctx(raw, key, partition, offset)]
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    out: list[Ctx] = []
+    bundle = doc.get("records") if isinstance(doc, dict) else None
+    if isinstance(bundle, list) and "event" not in doc and "events" not in doc:
+        for rec in bundle:
+            if not _add_group(out, rec, raw, key, partition, offset):
+                ctx = Ctx(raw, key, partition, offset, index=len(out))
+                if isinstance(rec, dict) and "event" in rec:
+                    ctx.envelope = rec  # parsed already; `decode` checks the rest
+                else:
+                    ctx.raw = orjson.dumps(rec)  # for `decode` to reject, with this entry
                 out.append(ctx)
-            return out
-    return [Ctx(raw, key, partition, offset)]
+        return out
+    if not _add_group(out, doc, raw, key, partition, offset):
+        out.append(Ctx(raw, key, partition, offset))
+    return out
+
+
+def _add_group(out: list[Ctx], rec: object, raw: bytes, key: bytes | None, partition: int,
+               offset: int) -> bool:
+    """Append one context per event of a group record; False when `rec` is no group."""
+    events = rec.get("events") if isinstance(rec, dict) else None
+    if not isinstance(events, list) or not events:
+        return False
+    assert isinstance(rec, dict)
+    head = {k: v for k, v in rec.items() if k != "events"}
+    for event in events:
+        ctx = Ctx(raw, key, partition, offset, index=len(out))
+        ctx.envelope = {**head, "event": event}
+        out.append(ctx)
+    return True
 
 
 def decode(ctx: Ctx) -> None:

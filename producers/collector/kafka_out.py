@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from clickstream.settings import CollectorSettings
-from producers.collector.records import Record
+from producers.collector.records import BUNDLE_HEAD, BUNDLE_TAIL, Record, bundle_value
 
 
 class Producer(Protocol):
@@ -108,29 +108,55 @@ class KafkaSink:
             cause = next(exc for _, exc in results if exc is not None)
             raise PartialDelivery(failed, cause)
 
+    def _units(self, topic: str, recs: list[Record]) -> list[tuple[bytes, bytes, list[Record]]]:
+        """(key, value, records it carries): raw records bundled up to the bundle size (a
+        bundle keeps the first record's key; all of them map to this partition anyway)."""
+        limit = self.settings.collector_bundle_bytes
+        if topic != self.settings.topic("raw") or not limit or len(recs) == 1:
+            return [(r.key, r.value, [r]) for r in recs]
+        units: list[tuple[bytes, bytes, list[Record]]] = []
+        members: list[Record] = []
+        size = len(BUNDLE_HEAD) + len(BUNDLE_TAIL)
+        for rec in recs:
+            if members and size + len(rec.value) + 1 > limit:
+                units.append(self._unit(members))
+                members, size = [], len(BUNDLE_HEAD) + len(BUNDLE_TAIL)
+            members.append(rec)
+            size += len(rec.value) + 1
+        units.append(self._unit(members))
+        return units
+
+    @staticmethod
+    def _unit(members: list[Record]) -> tuple[bytes, bytes, list[Record]]:
+        if len(members) == 1:
+            return members[0].key, members[0].value, members
+        return members[0].key, bundle_value([m.value for m in members]), members
+
     async def _send_partition(self, topic: str, partition: int, recs: list[Record]
                               ) -> tuple[list[Record], BaseException | None]:
         """Send one partition's records in as few batches as fit; returns what failed."""
         producer = self.producer
+        units = self._units(topic, recs)
         pending: list[tuple[asyncio.Future[object], list[Record]]] = []
         failed: list[Record] = []
         cause: BaseException | None = None
         start = 0
-        while start < len(recs):
+        while start < len(units):
             batch = producer.create_batch()
             end = start
-            while end < len(recs) and batch.append(
-                    key=recs[end].key, value=recs[end].value, timestamp=None) is not None:
+            while end < len(units) and batch.append(
+                    key=units[end][0], value=units[end][1], timestamp=None) is not None:
                 end += 1
             if end == start:  # cannot happen: batch_size is above any record's size
-                raise ValueError(f"record of {len(recs[start].value)} bytes too large")
+                raise ValueError(f"record of {len(units[start][1])} bytes too large")
+            carried = [r for unit in units[start:end] for r in unit[2]]
             try:
                 fut = await producer.send_batch(batch, topic, partition=partition)
             except Exception as exc:
-                failed += recs[start:end]
+                failed += carried
                 cause = exc
             else:
-                pending.append((fut, recs[start:end]))
+                pending.append((fut, carried))
             start = end
         results = await asyncio.gather(*(f for f, _ in pending), return_exceptions=True)
         for (_, batch_recs), result in zip(pending, results, strict=True):

@@ -31,10 +31,26 @@ class Record(NamedTuple):
     events: int = 1  # events the value carries (a group holds several)
 
 
+#: A bundle: raw record values of one partition, in order, as one Kafka record.
+BUNDLE_HEAD, BUNDLE_TAIL = b'{"v":1,"records":[', b"]}"
+
+
+def bundle_value(values: list[bytes]) -> bytes:
+    """One bundle record's value from several raw record values (no re-encoding)."""
+    return BUNDLE_HEAD + b",".join(values) + BUNDLE_TAIL
+
+
 def envelopes(value: bytes) -> list[dict[str, Any]]:
     """A raw record's value -> one {received_at, ip, ua, [dnt], event} envelope per event
-    (a group record {..., "events": [...]} is split, as the stream worker does)."""
+    (group records {..., "events": [...]} and bundles {"records": [...]} are split, as the
+    stream worker does)."""
     doc = orjson.loads(value)
+    if isinstance(doc, dict) and isinstance(doc.get("records"), list):
+        return [env for rec in doc["records"] for env in _split(rec)]
+    return _split(doc)
+
+
+def _split(doc: Any) -> list[dict[str, Any]]:
     if isinstance(doc, dict) and isinstance(doc.get("events"), list):
         head = {k: v for k, v in doc.items() if k != "events"}
         return [{**head, "event": event} for event in doc["events"]]

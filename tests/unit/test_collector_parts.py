@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from producers.collector.clientip import ClientIp, parse_networks
 from producers.collector.pixel import GIF, fold_utm, pixel_event
 from producers.collector.privacy import dnt_requested, reduce_ua
 from producers.collector.ratelimit import RateLimiter
-from producers.collector.records import RecordMaker, envelopes, partition_key
+from producers.collector.records import Record, RecordMaker, envelopes, partition_key
 from producers.collector.sites import OriginRule, SitesFileError, load_sites
 from schemas.event import Event
 from schemas.fastcheck import plainly_valid
@@ -305,3 +306,24 @@ def test_fast_precheck_takes_the_usual_tracker_events() -> None:
         assert plainly_valid(ev) and _pydantic_ok(ev)
     assert not plainly_valid({**base, "type": "pageview", "url": "  "})
     assert not _pydantic_ok({**base, "type": "pageview", "url": "  "})
+
+
+def test_raw_records_of_one_partition_are_bundled_up_to_the_size_limit() -> None:
+    from producers.collector.kafka_out import KafkaSink
+
+    settings = CollectorSettings(kafka_bootstrap="x:1", collector_bundle_bytes=1000)
+    sink = KafkaSink(settings)
+    raw = settings.topic("raw")
+    recs = [Record(raw, f"s|v{i}".encode(), orjson.dumps({"event": {"i": i, "pad": "x" * 90}}))
+            for i in range(25)]
+    units = sink._units(raw, recs)
+    assert len(units) > 1 and all(len(value) <= 1000 for _, value, _ in units)
+    assert [r for _, _, members in units for r in members] == recs  # all, in order
+    split = [env for _, value, _ in units for env in envelopes(value)]
+    assert [e["event"]["i"] for e in split] == list(range(25))
+    # dead letters, lone records and a switched-off limit are sent as they are
+    invalid = settings.topic("invalid")
+    assert [u[1] for u in sink._units(invalid, recs)] == [r.value for r in recs]
+    assert [u[1] for u in sink._units(raw, recs[:1])] == [recs[0].value]
+    off = KafkaSink(CollectorSettings(kafka_bootstrap="x:1", collector_bundle_bytes=0))
+    assert [u[1] for u in off._units(raw, recs)] == [r.value for r in recs]

@@ -87,3 +87,26 @@ def test_malformed_groups_are_rejected_whole(tmp_path: Path) -> None:
         assert len(ctxs) == 1
         Pipeline([Step("decode", decode), Step("validate", validate)]).run(ctxs)
         assert not ctxs[0].ok, raw
+
+
+def test_a_bundle_expands_in_order_and_rejects_only_its_bad_entries(tmp_path: Path) -> None:
+    from producers.collector.records import bundle_value, envelopes
+    from streams.steps import expand
+
+    def env(**kw: Any) -> dict[str, Any]:
+        return {"v": 1, "received_at": NOW, "ip": "", "ua": "UA", **kw}
+
+    a, b, c = event(anonymous_id="a"), event(anonymous_id="b"), event(anonymous_id="b")
+    values = [orjson.dumps(env(event=a)), orjson.dumps(env(events=[b, c])), b"7",
+              orjson.dumps({"v": 1, "received_at": NOW})]
+    raw = bundle_value(values)
+    ctxs = expand(raw, b"s|a", 2, 9)
+    assert [(c.offset, c.index) for c in ctxs] == [(9, i) for i in range(5)]
+    Pipeline([Step("decode", decode), Step("validate", validate)]).run(ctxs)
+    assert [c.ok for c in ctxs] == [True, True, True, False, False]
+    assert [c.event.event_id for c in ctxs[:3]] == [e["event_id"] for e in (a, b, c)]
+    assert all(c.reject_reason.startswith("malformed_envelope") for c in ctxs[3:])
+    # the collector's own reader splits it the same way
+    split = envelopes(raw)
+    assert [e["event"] for e in split[:3]] == [a, b, c]
+    assert split[3:] == [7, {"v": 1, "received_at": NOW}]
