@@ -17,12 +17,14 @@ import urllib.request
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from bench.common import cpu_seconds, envelopes, write_result
 from clickstream.embedded_broker import EmbeddedBroker, free_port
 from clickstream.settings import CommonSettings
 from clickstream.stack import Service
 from clickstream.topics import create_topics_sync
+from producers.collector.records import bundle_value
 
 
 async def preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -32,6 +34,20 @@ async def preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
     futures = [await producer.send(topic, v, key=k) for k, v in records]
     await asyncio.gather(*futures)
     await producer.stop()
+
+
+def bundled(records: list[tuple[bytes, bytes]], size: int, partitions: int
+            ) -> list[tuple[bytes, bytes]]:
+    """Consecutive records of one partition (Kafka's default partitioner) as bundles."""
+    parts: dict[int, list[tuple[bytes, bytes]]] = {}
+    for key, value in records:
+        parts.setdefault((murmur2(key) & 0x7FFFFFFF) % partitions, []).append((key, value))
+    out = []
+    for recs in parts.values():
+        for i in range(0, len(recs), size):
+            chunk = recs[i:i + size]
+            out.append((chunk[0][0], bundle_value([v for _, v in chunk])))
+    return out
 
 
 def metric_sum(text: str, name: str) -> dict[str, float]:
@@ -47,6 +63,9 @@ def main() -> None:
     ap.add_argument("--core", type=int, default=0, help="CPU core to pin the worker to")
     ap.add_argument("--grouped", action="store_true",
                     help="one raw message per visitor per request (as the collector groups)")
+    ap.add_argument("--bundle", type=int, default=0,
+                    help="bundle this many consecutive records of a partition into one "
+                    "message, as the collector does when records queue up under load")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     with EmbeddedBroker() as broker:
@@ -54,6 +73,8 @@ def main() -> None:
                                   broker_profile="embedded", topic_prefix="bench")
         create_topics_sync(settings)
         records = envelopes(args.events, grouped=args.grouped)
+        if args.bundle > 1:
+            records = bundled(records, args.bundle, settings.topic_partitions)
         print(f"preloading {args.events:,} raw events in {len(records):,} messages ...")
         asyncio.run(preload(broker.bootstrap, settings.topic("raw"), records))
         port = free_port()
@@ -90,6 +111,7 @@ def main() -> None:
     wall, cpu = end - t0, cpu1 - c0
     result = {
         "events": args.events, "messages": len(records), "grouped": args.grouped,
+        "bundle": args.bundle,
         "measured_events": n, "wall_seconds": round(wall, 2),
         "events_per_second": round(n / wall), "cpu_seconds": round(cpu, 2),
         "events_per_cpu_second": round(n / cpu) if cpu else None,
@@ -97,7 +119,8 @@ def main() -> None:
         "step_us_per_event": {k: round(v / args.events * 1e6, 2) for k, v in steps.items()},
         "target_events_per_core_second": 15_000,
     }
-    path = write_result("worker_grouped" if args.grouped else "worker", result)
+    name = "worker" + ("_grouped" if args.grouped else "") + ("_bundled" if args.bundle else "")
+    path = write_result(name, result)
     print(f"{n:,} events in {wall:.1f} s: {n / wall:,.0f} events/s wall, "
           f"{result['events_per_cpu_second']:,} events per CPU-second "
           f"({result['cpu_us_per_event']} us/event; target 15,000/s per core)")

@@ -26,6 +26,7 @@ from schemas.deadletter import dead_letter
 from schemas.timefmt import ms_to_text, now_ms
 from streams import kafka_compat, ndjson
 from streams.attribution.stream import Attributor
+from streams.batch_send import BatchSender
 from streams.enrichment import Enricher
 from streams.identity import identity_key, register_identity_agent
 from streams.metrics import WorkerMetrics, watch_consumer_lag
@@ -77,6 +78,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         table_cleanup_interval=60.0,
         datadir=str(datadir),
         producer_linger_ms=5,
+        producer_max_batch_size=512 * 1024,  # streams/batch_send.py fills whole batches
         stream_buffer_maxsize=max(4096, settings.worker_batch_size * 2),
         **extra,
     )
@@ -104,7 +106,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
                               value_serializer="raw")
     sessions_topic = app.topic(settings.topic("sessions"), key_serializer="raw",
                                value_serializer="raw")
-    visitors = VisitorStateTable(app, "visitor-state", settings.topic_partitions)
+    sender = BatchSender(app)
+    visitors = VisitorStateTable(app, "visitor-state", settings.topic_partitions, sender)
     attributor = Attributor(
         lookback_ms=settings.attribution_lookback_days * 86_400_000,
         half_life_ms=int(settings.attribution_half_life_days * 86_400_000),
@@ -139,20 +142,19 @@ def create_app(settings: WorkerSettings) -> faust.App:
             pipeline.run(ctxs)
             traffic.fold(ctxs)
             deliveries = await emit(ctxs)
-            for rec in sessionizer.identity:
+            for rec in sessionizer.identity:  # keyed by user: the identity agent's partitions
                 deliveries.append(await app.producer.send(
                     identity_name, identity_key(rec["site_id"], rec["user"]), orjson.dumps(rec),
                     None, None, None))
-            for chunk in ndjson.chunks(orjson.dumps(r) for r in sessionizer.session_rows()):
-                deliveries.append(await app.producer.send(
-                    sessions_name, None, chunk, None, None, None))
-            for topic, key, rows in (
-                (conversions_topic.get_topic_name(), "conversion_id", attributor.conversions),
-                (attribution_topic.get_topic_name(), "conversion_id", attributor.credits),
-            ):
-                for row in rows:
-                    deliveries.append(await app.producer.send(
-                        topic, row[key].encode(), orjson.dumps(row), None, None, None))
+            # rows whose partition does not matter (the sink replaces them by key and
+            # version) go with the batch's first partition, as few NDJSON messages
+            first = ctxs[0].partition if ctxs else 0
+            for topic, rows in ((sessions_name, sessionizer.session_rows()),
+                                (conversions_name, attributor.conversions),
+                                (attribution_name, attributor.credits)):
+                if rows:
+                    deliveries += await sender.send(topic, first, (
+                        (None, chunk) for chunk in ndjson.chunks(orjson.dumps(r) for r in rows)))
             deliveries += await traffic.emit(app.producer, traffic_name)
             metrics.batch_done(ctxs)
             # State (which marks events as seen) is written only after Kafka has every
@@ -187,12 +189,13 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 deliveries.append(await send(invalid_name, ctx.key, orjson.dumps(record), None,
                                              None, None))
         for partition, rows in by_partition.items():  # NDJSON: many events per message
-            for chunk in ndjson.chunks(rows):
-                deliveries.append(await send(events_name, str(partition).encode(), chunk, None,
-                                             None, None))
+            deliveries += await sender.send(events_name, partition, (
+                (None, chunk) for chunk in ndjson.chunks(rows)))
         return deliveries
 
     sessions_name = sessions_topic.get_topic_name()
+    conversions_name = conversions_topic.get_topic_name()
+    attribution_name = attribution_topic.get_topic_name()
     identity_name = identity_topic.get_topic_name()
     register_identity_agent(
         app, identity_topic, attributor.with_same_rules(),

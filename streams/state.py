@@ -16,6 +16,8 @@ import faust
 import orjson
 from faust.types import TP
 
+from streams.batch_send import BatchSender
+
 
 def put_in_partition(store: Any, key: bytes, value: bytes, partition: int) -> None:
     """store[key] = value, in `partition`'s part of the store. The memory store is one dict;
@@ -65,10 +67,12 @@ def get_in_partition(store: Any, key: bytes, partition: int | None) -> bytes | N
 class VisitorStateTable:
     """Visitor key (site|visitor) -> JSON state (see streams/sessionize.py)."""
 
-    def __init__(self, app: faust.App, name: str, partitions: int) -> None:
+    def __init__(self, app: faust.App, name: str, partitions: int,
+                 sender: BatchSender | None = None) -> None:
         self.table = app.Table(name, default=None, key_type=bytes,
                                value_type=bytes, partitions=partitions,
                                help="Per-visitor state: sessions, recent event ids, counts.")
+        self.sender = sender or BatchSender(app)
 
     def get(self, key: bytes, partition: int | None = None) -> dict[str, Any] | None:
         """The state of `key`; pass the partition its events came from when known."""
@@ -76,20 +80,23 @@ class VisitorStateTable:
         return orjson.loads(raw) if raw else None
 
     async def put_many(self, items: Iterable[tuple[bytes, int, dict[str, Any]]]) -> int:
-        """Store states locally and write their changelog records straight through the
-        producer (Faust's 100-message send buffer would warn on every batch)."""
-        send = self.table.app.producer.send
+        """Store states locally and write their changelog records as whole batches per
+        partition (Faust's own path sends one record at a time, and its 100-message send
+        buffer would warn on every batch). Returns how many were written; Faust flushes the
+        producer before it commits offsets, so they are in Kafka before the input is
+        marked done."""
         topic = self.table.changelog_topic.get_topic_name()
-        n = 0
         store = self.table.data
-        persisted = remember_persisted(store)
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, partition, state in items:
             value = orjson.dumps(state)
             put_in_partition(store, key, value, partition)
-            fut = await send(topic, key, value, partition, None, None)
-            fut.add_done_callback(persisted)
-            n += 1
-        return n
+            by_partition.setdefault(partition, []).append((key, value))
+        persisted = remember_persisted(store)
+        for partition, records in by_partition.items():
+            for fut in await self.sender.send(topic, partition, records):
+                fut.add_done_callback(persisted)
+        return sum(map(len, by_partition.values()))
 
     def summary(self) -> dict[str, int]:
         """Visitors known and events counted (for `clickstream status` and tests)."""
