@@ -42,6 +42,28 @@ def envelopes(n: int, seed: int = 11, grouped: bool = False) -> list[tuple[bytes
     return out
 
 
+def loadgen_records(n: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
+    """Raw-topic records (key, value) for about n events of `clickstream loadgen` traffic
+    (varied user agents, countries, click ids, campaigns, bots, malformed events), one
+    record per visitor per request, as the collector writes them."""
+    from producers.collector.records import RecordMaker
+    from producers.loadgen.model import JourneyMaker
+
+    maker = JourneyMaker(seed)
+    now = int(time.time() * 1000)
+    out: list[tuple[bytes, bytes]] = []
+    events = index = 0
+    while events < n:
+        journey = maker.make(index, now)
+        index += 1
+        v = journey.visitor
+        for request in journey.requests:
+            records = RecordMaker("raw", "invalid", now, v.ip, v.ua, False).raws(request)
+            out.extend((r.key, r.value) for r in records)
+            events += len(request)
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

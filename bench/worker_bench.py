@@ -19,7 +19,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from bench.common import cpu_seconds, envelopes, write_result
+from bench.common import cpu_seconds, envelopes, loadgen_records, write_result
 from clickstream.embedded_broker import EmbeddedBroker, free_port
 from clickstream.settings import CommonSettings
 from clickstream.stack import Service
@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--core", type=int, default=0, help="CPU core to pin the worker to")
     ap.add_argument("--grouped", action="store_true",
                     help="one raw message per visitor per request (as the collector groups)")
+    ap.add_argument("--loadgen", action="store_true",
+                    help="`clickstream loadgen` traffic (more varied) instead of demo traffic")
     ap.add_argument("--bundle", type=int, default=0,
                     help="bundle this many consecutive records of a partition into one "
                     "message, as the collector does when records queue up under load")
@@ -72,7 +74,8 @@ def main() -> None:
         settings = CommonSettings(home=home, kafka_bootstrap=broker.bootstrap,
                                   broker_profile="embedded", topic_prefix="bench")
         create_topics_sync(settings)
-        records = envelopes(args.events, grouped=args.grouped)
+        records = (loadgen_records(args.events) if args.loadgen
+                   else envelopes(args.events, grouped=args.grouped))
         if args.bundle > 1:
             records = bundled(records, args.bundle, settings.topic_partitions)
         print(f"preloading {args.events:,} raw events in {len(records):,} messages ...")
@@ -111,7 +114,7 @@ def main() -> None:
     wall, cpu = end - t0, cpu1 - c0
     result = {
         "events": args.events, "messages": len(records), "grouped": args.grouped,
-        "bundle": args.bundle,
+        "bundle": args.bundle, "traffic": "loadgen" if args.loadgen else "demo",
         "measured_events": n, "wall_seconds": round(wall, 2),
         "events_per_second": round(n / wall), "cpu_seconds": round(cpu, 2),
         "events_per_cpu_second": round(n / cpu) if cpu else None,
@@ -119,7 +122,8 @@ def main() -> None:
         "step_us_per_event": {k: round(v / args.events * 1e6, 2) for k, v in steps.items()},
         "target_events_per_core_second": 15_000,
     }
-    name = "worker" + ("_grouped" if args.grouped else "") + ("_bundled" if args.bundle else "")
+    name = "worker" + ("_grouped" if args.grouped else "") + ("_loadgen" if args.loadgen else "") \
+        + ("_bundled" if args.bundle else "")
     path = write_result(name, result)
     print(f"{n:,} events in {wall:.1f} s: {n / wall:,.0f} events/s wall, "
           f"{result['events_per_cpu_second']:,} events per CPU-second "
