@@ -58,7 +58,10 @@ def _transport(args: argparse.Namespace) -> Transport:
     if not bootstrap:
         raise SystemExit("no Kafka: pass --bootstrap, set CLICKSTREAM_KAFKA_BOOTSTRAP, or run "
                          "`clickstream up`")
-    return KafkaTransport(bootstrap, settings.topic("raw"), settings.topic("invalid"))
+    # no broker configured: the embedded one (no idempotent producer, which Tansu refuses)
+    profile = "embedded" if settings.embedded_broker else settings.broker_profile
+    return KafkaTransport(settings.model_copy(update={"kafka_bootstrap": bootstrap,
+                                                      "broker_profile": profile}))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -14,13 +14,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
 
 from producers.loadgen.model import Journey, JourneyMaker
 from producers.loadgen.truth import TruthWriter
+
+if TYPE_CHECKING:
+    from clickstream.settings import CollectorSettings
 
 MAX_ATTEMPTS = 5
 
@@ -134,23 +137,25 @@ class HttpTransport:
 
 
 class KafkaTransport:
-    """Raw records on <prefix>.raw exactly as the collector builds them (RecordMaker: one
-    record per visitor per request). Malformed events go in too: the worker's validate step
-    dead-letters them, as the collector would have."""
+    """Raw records on <prefix>.raw exactly as the collector writes them: RecordMaker (one
+    record per visitor per request) and the collector's own Kafka side, which bundles the
+    records that queue up for one partition. Malformed events go in too: the worker's
+    validate step dead-letters them, as the collector would have."""
 
-    def __init__(self, bootstrap: str, raw_topic: str, invalid_topic: str) -> None:
-        self.bootstrap = bootstrap
-        self.raw_topic = raw_topic
-        self.invalid_topic = invalid_topic
-        self.producer: Any = None
-        self._pending: list[asyncio.Future[Any]] = []
+    def __init__(self, settings: CollectorSettings, *, flush_records: int = 2000) -> None:
+        self.settings = settings
+        self.raw_topic = settings.topic("raw")
+        self.invalid_topic = settings.topic("invalid")
+        self.flush_records = flush_records
+        self.sink: Any = None
+        self._records: list[Any] = []
+        self._sending = asyncio.Lock()  # one send at a time keeps each partition in order
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaProducer
+        from producers.collector.kafka_out import KafkaSink
 
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                         linger_ms=5, max_batch_size=512 * 1024)
-        await self.producer.start()
+        self.sink = KafkaSink(self.settings)
+        await self.sink.start()
 
     async def send(self, journey: Journey, events: list[dict[str, Any]], stats: Stats
                    ) -> int | str:
@@ -158,22 +163,23 @@ class KafkaTransport:
 
         v = journey.visitor
         maker = RecordMaker(self.raw_topic, self.invalid_topic, now_ms(), v.ip, v.ua, False)
-        for rec in maker.raws(events):
-            self._pending.append(await self.producer.send(rec.topic, rec.value, key=rec.key))
+        self._records += maker.raws(events)
         stats.accepted += len(events)
-        if len(self._pending) > 2000:
+        if len(self._records) >= self.flush_records and (
+                not self._sending.locked() or len(self._records) >= 10 * self.flush_records):
             await self.flush()
         return "kafka"
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if pending:
-            await asyncio.gather(*pending)
+        async with self._sending:
+            records, self._records = self._records, []
+            if records:
+                await self.sink.send_batch(records)
 
     async def stop(self) -> None:
-        if self.producer is not None:
+        if self.sink is not None:
             await self.flush()
-            await self.producer.stop()
+            await self.sink.stop()
 
 
 @dataclass
