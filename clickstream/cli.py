@@ -76,7 +76,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
     kind, subject = ("visitor", args.visitor) if args.visitor else ("user", args.user)
     store = open_store(settings)
     try:
-        counts = erase(store, settings.database, args.site, kind, subject)
+        counts = erase(store, settings.database, args.site, kind, subject,
+                       settings.clickhouse_cluster)
     except (StoreError, ValueError) as exc:
         err.print(f"[red]erase failed:[/red] {exc}")
         return 1

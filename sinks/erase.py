@@ -17,20 +17,21 @@ import getpass
 import hashlib
 from typing import Literal
 
+from sinks.cluster_sql import quote_string
+from sinks.cluster_tables import SUFFIX
 from sinks.store import Store
 
 Kind = Literal["visitor", "user"]
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def erase(store: Store, database: str, site_id: str, kind: Kind, subject: str) -> dict[str, int]:
-    """Delete the person's rows; returns rows deleted per table."""
+def erase(store: Store, database: str, site_id: str, kind: Kind, subject: str,
+          cluster: str = "") -> dict[str, int]:
+    """Delete the person's rows; returns rows deleted per table. On a cluster (see
+    sinks/cluster.py) rows are counted through the Distributed tables and deleted from the
+    `<table>_local` tables on every node (Distributed tables take no DELETE)."""
     if not subject or not site_id:
         raise ValueError("site and id are required")
-    site, who = _quote(site_id), _quote(subject)
+    site, who = quote_string(site_id), quote_string(subject)
     if kind == "visitor":
         visitors = [subject]
     else:  # a user's devices: every visitor id ever linked to the user id
@@ -39,14 +40,14 @@ def erase(store: Store, database: str, site_id: str, kind: Kind, subject: str) -
             f"user_id = {who} UNION DISTINCT SELECT DISTINCT visitor_id FROM "
             f"{database}.sessions WHERE site_id = {site} AND user_id = {who}")
         visitors = [str(r[0]) for r in rows]
-    vis = ", ".join(_quote(v) for v in visitors) or "''"
+    vis = ", ".join(quote_string(v) for v in visitors) or "''"
     person = f"site_id = {site} AND (visitor_id IN ({vis})"
     person += f" OR user_id = {who})" if kind == "user" else ")"
     conversions = f"SELECT conversion_id FROM {database}.conversions WHERE {person}"
     needles = [f'"anonymous_id":"{v}"' for v in visitors]
     if kind == "user":
         needles.append(f'"user_id":"{subject}"')
-    in_payload = " OR ".join(f"position(payload, {_quote(n)}) > 0" for n in needles)
+    in_payload = " OR ".join(f"position(payload, {quote_string(n)}) > 0" for n in needles)
     plan = [
         ("attribution", f"site_id = {site} AND conversion_id IN ({conversions})"),
         ("conversions", person),
@@ -58,12 +59,15 @@ def erase(store: Store, database: str, site_id: str, kind: Kind, subject: str) -
     for table, where in plan:
         _, rows = store.query_rows(f"SELECT count() FROM {database}.{table} WHERE {where}")
         counts[table] = int(rows[0][0])
-        if counts[table]:
+        if counts[table] and cluster:
+            store.execute(f"DELETE FROM {database}.{table}{SUFFIX} ON CLUSTER "
+                          f"{quote_string(cluster)} WHERE {where}")
+        elif counts[table]:
             store.execute(f"DELETE FROM {database}.{table} WHERE {where}")
     digest = hashlib.sha256(f"{site_id}\x1f{subject}".encode()).hexdigest()
-    pairs = ", ".join(f"{_quote(t)}, {n}" for t, n in counts.items())
+    pairs = ", ".join(f"{quote_string(t)}, {n}" for t, n in counts.items())
     store.execute(
         f"INSERT INTO {database}.erasure_log (site_id, subject_kind, subject_hash, "
-        f"rows_deleted, requested_by) VALUES ({site}, {_quote(kind)}, {_quote(digest)}, "
-        f"map({pairs}), {_quote(getpass.getuser())})")
+        f"rows_deleted, requested_by) VALUES ({site}, {quote_string(kind)}, "
+        f"{quote_string(digest)}, map({pairs}), {quote_string(getpass.getuser())})")
     return counts

@@ -78,3 +78,43 @@ def test_erase_visitor_and_user_leave_nothing_behind(tmp_path: Path) -> None:
         f"position(toString(tuple(*)), 'visitor-p') FROM {DB}.erasure_log ORDER BY erased_at")
     assert audit == [["visitor", 2, 2, 0], ["user", 2, 2, 0]]
     store.close()
+
+
+class _ClusterNode:
+    """chDB standing in for one node of a cluster (sinks/cluster.py layout): a DELETE must
+    name `<table>_local ON CLUSTER '<name>'`; it is recorded, then run on the single-node
+    table of the same name (chDB runs no distributed DDL)."""
+
+    def __init__(self, store: ChdbStore) -> None:
+        self.store = store
+        self.deletes: list[str] = []
+
+    def query_rows(self, sql: str) -> tuple[list[str], list[list[object]]]:
+        return self.store.query_rows(sql)
+
+    def execute(self, sql: str) -> None:
+        if sql.startswith("DELETE"):
+            self.deletes.append(sql)
+            table = sql.split()[2]
+            assert table.endswith("_local") and " ON CLUSTER 'c1' WHERE " in sql, sql
+            sql = sql.replace("_local ON CLUSTER 'c1'", "", 1)
+        self.store.execute(sql)
+
+
+def test_erase_on_a_cluster_deletes_from_the_local_tables_on_every_node(
+        tmp_path: Path) -> None:
+    from sinks.erase import erase
+
+    store = ChdbStore(tmp_path / "chdb")
+    migrate(store, DB)
+    seed(store, "visitor-c", "user-c")
+    seed(store, "visitor-d", "user-d")
+    node = _ClusterNode(store)
+    counts = erase(node, DB, "gdpr", "user", "user-c", cluster="c1")  # type: ignore[arg-type]
+    assert counts["events"] == 2 and counts["attribution"] == 2
+    assert {d.split()[2] for d in node.deletes} == {
+        f"{DB}.{t}_local" for t in ("attribution", "conversions", "sessions", "events",
+                                    "invalid_events")}
+    assert not any(mentions(store, "visitor-c").values())
+    assert sum(mentions(store, "visitor-d").values()) >= 5
+    store.close()
