@@ -63,6 +63,9 @@ def main() -> None:
     ap.add_argument("--core", type=int, default=0, help="CPU core to pin the worker to")
     ap.add_argument("--grouped", action="store_true",
                     help="one raw message per visitor per request (as the collector groups)")
+    ap.add_argument("--no-traffic", action="store_true",
+                    help="enrichment, sessions and attribution only (issue 5's scope): the "
+                    "worker runs with CLICKSTREAM_WORKER_TRAFFIC_WINDOWS=false")
     ap.add_argument("--loadgen", action="store_true",
                     help="`clickstream loadgen` traffic (more varied) instead of demo traffic")
     ap.add_argument("--bundle", type=int, default=0,
@@ -85,7 +88,8 @@ def main() -> None:
                "CLICKSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap,
                "CLICKSTREAM_BROKER_PROFILE": "embedded", "CLICKSTREAM_TOPIC_PREFIX": "bench",
                "CLICKSTREAM_WORKER_WEB_PORT": str(port), "CLICKSTREAM_LOG_LEVEL": "WARNING",
-               "CLICKSTREAM_WORKER_ID": "bench-worker"}
+               "CLICKSTREAM_WORKER_ID": "bench-worker",
+               "CLICKSTREAM_WORKER_TRAFFIC_WINDOWS": "false" if args.no_traffic else "true"}
         worker = Service("worker", "streams", port, "/healthz", env, home / "worker.log")
         worker.start()
         assert worker.process is not None
@@ -115,6 +119,7 @@ def main() -> None:
     result = {
         "events": args.events, "messages": len(records), "grouped": args.grouped,
         "bundle": args.bundle, "traffic": "loadgen" if args.loadgen else "demo",
+        "traffic_windows": not args.no_traffic,
         "measured_events": n, "wall_seconds": round(wall, 2),
         "events_per_second": round(n / wall), "cpu_seconds": round(cpu, 2),
         "events_per_cpu_second": round(n / cpu) if cpu else None,
@@ -123,7 +128,7 @@ def main() -> None:
         "target_events_per_core_second": 15_000,
     }
     name = "worker" + ("_grouped" if args.grouped else "") + ("_loadgen" if args.loadgen else "") \
-        + ("_bundled" if args.bundle else "")
+        + ("_bundled" if args.bundle else "") + ("_no_windows" if args.no_traffic else "")
     path = write_result(name, result)
     print(f"{n:,} events in {wall:.1f} s: {n / wall:,.0f} events/s wall, "
           f"{result['events_per_cpu_second']:,} events per CPU-second "

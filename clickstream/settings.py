@@ -208,6 +208,11 @@ class WorkerSettings(CommonSettings):
     worker_batch_seconds: float = Field(
         default=0.2, gt=0, description="Longest wait to fill a batch."
     )
+    worker_traffic_windows: bool = Field(
+        default=True,
+        description="Keep the real-time traffic windows (traffic_1m and the live view) in "
+        "this worker. Off: enrichment, sessions and attribution only.",
+    )
     worker_store: str = Field(
         default="memory://",
         description="Faust table store: memory:// (state rebuilt from the changelog at every "

@@ -120,7 +120,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
     sessionizer = Sessionizer(visitors, rules, settings.dedup_window_minutes * 60_000,
                               attributor, {site: o.session_rules(rules)
                                            for site, o in site_options.items()})
-    traffic = create_traffic(app, settings)  # one-minute traffic windows (streams/traffic)
+    # one-minute traffic windows (streams/traffic), unless switched off
+    traffic = create_traffic(app, settings) if settings.worker_traffic_windows else None
     traffic_name = settings.topic("traffic")
     identity_topic = app.topic(settings.topic("identity"), key_serializer="raw",
                                value_serializer="raw")
@@ -140,7 +141,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 ev.value, ev.key, ev.message.partition, ev.message.offset)]
             sessionizer.begin_batch()
             pipeline.run(ctxs)
-            traffic.fold(ctxs)
+            if traffic is not None:
+                traffic.fold(ctxs)
             deliveries = await emit(ctxs)
             for rec in sessionizer.identity:  # keyed by user: the identity agent's partitions
                 deliveries.append(await app.producer.send(
@@ -155,12 +157,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 if rows:
                     deliveries += await sender.send(topic, first, (
                         (None, chunk) for chunk in ndjson.chunks(orjson.dumps(r) for r in rows)))
-            deliveries += await traffic.emit(app.producer, traffic_name)
+            if traffic is not None:
+                deliveries += await traffic.emit(app.producer, traffic_name)
             metrics.batch_done(ctxs)
             # State (which marks events as seen) is written only after Kafka has every
             # output of the batch, and acks/offset commits come after that.
             await asyncio.gather(*deliveries)
-            await traffic.commit()  # before the visitor state: see streams/traffic/stream.py
+            if traffic is not None:  # before the visitor state: see streams/traffic/stream.py
+                await traffic.commit()
             await sessionizer.commit()
 
     async def emit(ctxs: Sequence[Ctx]) -> list[Any]:
