@@ -142,8 +142,11 @@ class KafkaTransport:
     records that queue up for one partition. Malformed events go in too: the worker's
     validate step dead-letters them, as the collector would have."""
 
-    def __init__(self, settings: CollectorSettings, *, flush_records: int = 2000) -> None:
+    def __init__(self, settings: CollectorSettings, *, flush_records: int = 2000,
+                 flush_seconds: float = 0.02) -> None:
         self.settings = settings
+        self.flush_seconds = flush_seconds  # at low rates, records wait no longer than this
+        self._flushed_at = time.monotonic()
         self.raw_topic = settings.topic("raw")
         self.invalid_topic = settings.topic("invalid")
         self.flush_records = flush_records
@@ -165,13 +168,16 @@ class KafkaTransport:
         maker = RecordMaker(self.raw_topic, self.invalid_topic, now_ms(), v.ip, v.ua, False)
         self._records += maker.raws(events)
         stats.accepted += len(events)
-        if len(self._records) >= self.flush_records and (
-                not self._sending.locked() or len(self._records) >= 10 * self.flush_records):
+        due = (len(self._records) >= self.flush_records
+               or time.monotonic() - self._flushed_at >= self.flush_seconds)
+        if due and (not self._sending.locked()
+                    or len(self._records) >= 10 * self.flush_records):
             await self.flush()
         return "kafka"
 
     async def flush(self) -> None:
         async with self._sending:
+            self._flushed_at = time.monotonic()
             records, self._records = self._records, []
             if records:
                 await self.sink.send_batch(records)
