@@ -3,6 +3,9 @@ of every process (broker, sink, worker, collector, load generator) sampled each 
 Growth above 10% after the warm-up is flagged as a finding.
 
     python -m bench.soak_bench [--minutes 30] [--rate 1000] [--warmup-minutes 2]
+
+The services get the caller's CLICKSTREAM_* settings, e.g. CLICKSTREAM_WORKER_STORE=rocksdb://
+(the production store: visitor state on disk instead of in the worker's memory).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ def main() -> None:
     growths = {n: growth(samples, n, warmup) for n in samples[0]["rss_mb"]} if samples else {}
     flagged = {n: g for n, g in growths.items() if g is not None and g > GROWTH_LIMIT}
     result = {"minutes": args.minutes, "rate": args.rate, "warmup_minutes": warmup,
+              "worker_store": os.environ.get("CLICKSTREAM_WORKER_STORE", "memory://"),
               "samples": samples, "rss_growth_after_warmup": growths,
               "flagged_over_10_percent": flagged, "services_alive_at_end": alive,
               "achieved_rate": achieved_rate(samples)}
