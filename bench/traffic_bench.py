@@ -7,8 +7,11 @@ compared with what has been sent: a request's events are visible once the count 
 running total at the end of that request. Latency = first poll that sees it - the time the
 request was sent (so it includes collector, Kafka, worker batch, sink flush, the ClickHouse
 insert and the live query; resolution 0.2 s). Target: p99 <= 2 s at 5,000 events/s.
+Also reported per rate: each process's share of a core, and the worker's CPU per event
+sent (the whole worker: steps, sessions, attribution, traffic); and, before the stack
+starts, the traffic windows' own CPU per event (bench/traffic_micro.py).
 
-    python -m bench.traffic_bench [--rates 1000,5000] [--seconds 20]
+    python -m bench.traffic_bench [--rates 1000,2000,5000] [--seconds 15] [--no-micro]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench import traffic_micro
 from bench.common import cpu_seconds, write_result
 from clickstream.embedded_broker import free_port
 from clickstream.settings import CollectorSettings
@@ -58,9 +62,13 @@ async def run_rate(stack: Stack, rate: float, seconds: float, seed: int) -> dict
     done = asyncio.Event()
 
     async with aiohttp.ClientSession() as http:
+        answered: list[float] = []  # seconds per live request
+
         async def count() -> int:
+            t = time.monotonic()
             async with http.get(live_url) as resp:
                 doc = await resp.json(loads=orjson.loads)
+            answered.append(time.monotonic() - t)
             return sum(m["pageviews"] for m in doc["pageviews_per_minute"])
 
         base = await count()
@@ -124,18 +132,32 @@ async def run_rate(stack: Stack, rate: float, seconds: float, seed: int) -> dict
     def pct(q: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 3)
 
+    answered.sort()
+    live_ms = {"p50": round(answered[len(answered) // 2] * 1000, 1),
+               "p99": round(answered[int(0.99 * (len(answered) - 1))] * 1000, 1)}
     return {"rate_target": rate, "rate_sent": round(total / elapsed), "events": total,
+            "live_request_ms": live_ms,
             "rejected": rejected, "visible": seen,
             "latency_s": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99),
                           "max": round(latencies[-1], 3), "mean":
                           round(statistics.fmean(latencies), 3)} if latencies else None}
 
 
+def _processes(stack: Stack) -> dict[str, int]:
+    pids = {k: s.process.pid for k, s in stack.services.items() if s.process}
+    if stack.broker and stack.broker.process:
+        pids["broker"] = stack.broker.process.pid
+    return pids
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="1000,5000")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rates", default="1000,2000,5000")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--no-micro", action="store_true",
+                        help="skip the traffic windows' own CPU measurement")
     args = parser.parse_args()
+    micro = None if args.no_micro else traffic_micro.run(300_000)
     with tempfile.TemporaryDirectory(prefix="traffic-bench-") as tmp:
         settings = CollectorSettings(home=Path(tmp), kafka_bootstrap=None, log_level="WARNING")
         stack = Stack(settings, collector_port=free_port(), extra_env={
@@ -145,26 +167,30 @@ def main() -> None:
             runs = []
             asyncio.run(run_rate(stack, 500, 3, seed=0))  # warm up: joins, first inserts
             for n, rate in enumerate(float(r) for r in args.rates.split(",")):
-                cpu0 = {k: cpu_seconds(s.process.pid) for k, s in stack.services.items()
-                        if s.process}
+                pids = _processes(stack)
+                cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
                 t0 = time.monotonic()
                 result = asyncio.run(run_rate(stack, rate, args.seconds, seed=n + 1))
                 wall = time.monotonic() - t0
-                result["cpu_share"] = {
-                    k: round((cpu_seconds(stack.services[k].process.pid) - v) / wall, 2)
-                    for k, v in cpu0.items() if stack.services[k].process}
+                used = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+                result["cpu_share"] = {k: round(v / wall, 2) for k, v in used.items()}
+                result["worker_cpu_us_per_event"] = round(
+                    used["worker"] / result["events"] * 1e6, 1)
                 runs.append(result)
                 lat = result["latency_s"] or {}
                 print(f"{rate:>7.0f}/s target, {result['rate_sent']}/s sent: event -> live "
                       f"p50 {lat.get('p50')} s, p99 {lat.get('p99')} s, max {lat.get('max')} s"
-                      f" ({result['visible']:,} of {result['events']:,} seen; CPU "
+                      f" ({result['visible']:,} of {result['events']:,} seen; worker "
+                      f"{result['worker_cpu_us_per_event']} us CPU/event; live request "
+                      f"{result['live_request_ms']} ms; core shares "
                       f"{result['cpu_share']})", flush=True)
         finally:
             stack.stop()
     path = write_result("traffic", {
         "what": "event -> visible in GET /v1/stats/{site}/live, embedded stack on one machine",
         "target": "p99 <= 2 s at 5,000 events/s", "seconds_per_rate": args.seconds,
-        "poll_seconds": POLL_SECONDS, "events_per_request": PER_REQUEST, "runs": runs})
+        "poll_seconds": POLL_SECONDS, "events_per_request": PER_REQUEST, "runs": runs,
+        "traffic_windows_cpu": micro})
     print(f"written {path}")
 
 

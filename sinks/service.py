@@ -34,7 +34,7 @@ def topic_tables(settings: SinkSettings) -> dict[str, str]:
             settings.topic("sessions"): f"{db}.sessions",
             settings.topic("conversions"): f"{db}.conversions",
             settings.topic("attribution"): f"{db}.attribution",
-            settings.topic("traffic"): f"{db}.traffic_1m"}
+            settings.topic("traffic"): f"{db}.traffic_in"}  # -> traffic_1m + traffic_visitors_1m
 
 
 class SinkService:

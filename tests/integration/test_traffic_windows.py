@@ -2,7 +2,8 @@
 stream (three sites, campaigns, bots, internal visitors, out-of-order events, late events
 inside and beyond the allowed lateness) through the real broker, two workers (one killed
 with -9 and restarted in the middle) and the sink on chDB. Then every number of
-traffic_1m, traffic_1h and traffic_1d must equal the same recomputed by SQL from
+traffic_1m with its visitor sets (the traffic_minutes view over traffic_1m and
+traffic_visitors_1m), traffic_1h and traffic_1d must equal the same recomputed by SQL from
 clickstream.events, and the live endpoint must agree with it too."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import requests
 from aiokafka import AIOKafkaProducer
 
 from clickstream.stack import Stack
+from streams.traffic.stream import visitor_hash
 from tests.conftest import store_of
 from tests.helpers import wait_until
 
@@ -45,6 +47,10 @@ CAMPAIGNS = ["?utm_source=newsletter&utm_medium=email&utm_campaign=nov",
 REFERRERS = ["https://www.google.com/", "https://news.ycombinator.com/", ""]
 PATHS = ["/", "/pricing", "/blog/a", "/blog/b", "/docs", "/shop", "/cart", "/about"]
 IPS = ["81.2.69.142", "8.8.8.8", "198.51.100.7", "2a02:c7f:d2::1"]
+#: Events the windows count (not bots, not internal, not late beyond the lateness).
+COUNTED = ("is_bot = 0 AND NOT startsWith(visitor_id, 'int-') AND "
+           "toUnixTimestamp64Milli(received_at) < intDiv(toUnixTimestamp64Milli(ts), 60000) "
+           f"* 60000 + {60_000 + LATENESS_S * 1000}")
 
 
 def synthetic_stream(now: int, seed: int = 6) -> list[tuple[int, bytes, bytes]]:
@@ -220,8 +226,8 @@ def test_traffic_windows_equal_sql_over_events(stack_factory: Callable[..., Stac
     expected_1m = expected_minutes_sql(db)
     actual_1m = (f"SELECT site_id, toUnixTimestamp64Milli(window_start), kafka_partition, "
                  f"dimension, value, events, pageviews, conversions, toString(revenue), "
-                 f"sessions, bounces, length(visitors) FROM {db}.traffic_1m FINAL "
-                 f"WHERE events > 0 ORDER BY ALL")
+                 f"sessions, bounces, length(visitors) FROM {db}.traffic_minutes "
+                 f"ORDER BY ALL")
     want_1m = (f"SELECT site_id, w, p, dim, value, events, pageviews, conversions, "
                f"toString(revenue), sessions, bounces, length(vis) FROM ({expected_1m}) "
                f"ORDER BY ALL")
@@ -248,6 +254,22 @@ def test_traffic_windows_equal_sql_over_events(stack_factory: Callable[..., Stac
         raise AssertionError(f"{len(missing)} rows differ:\nwant {missing[:8]}\n"
                              f"got  {extra[:8]}") from None
 
+    # the layout: counters in traffic_1m, visitor hashes only in traffic_visitors_1m, for
+    # every value (also those counted in "(other)"), and the same hashes as SQL finds
+    _, layout = store.query_rows(
+        f"SELECT (SELECT countIf(notEmpty(visitors)) FROM {db}.traffic_1m), "
+        f"(SELECT count() FROM (SELECT DISTINCT site_id, window_start, kafka_partition, "
+        f"dimension, value FROM {db}.traffic_visitors_1m)), "
+        f"(SELECT count() FROM {db}.traffic_minutes)")
+    in_1m, hash_keys, minute_rows = layout[0]
+    assert in_1m == 0 and hash_keys > minute_rows
+    _, hashes = store.query_rows(
+        f"SELECT arraySort(groupUniqArrayArray(visitors)) FROM {db}.traffic_visitors_1m "
+        f"WHERE dimension = ''")
+    _, visitor_ids = store.query_rows(
+        f"SELECT DISTINCT site_id, visitor_id FROM {db}.events FINAL WHERE {COUNTED}")
+    assert hashes[0][0] == sorted(visitor_hash(s, v) for s, v in visitor_ids)
+
     # rollups: exact, with unique visitors merged (not summed) over the minutes
     for view, bucket in (("traffic_1h", "toStartOfHour(toDateTime(intDiv(w, 1000)))"),
                          ("traffic_1d", "toDate(toDateTime(intDiv(w, 1000)))")):
@@ -263,9 +285,7 @@ def test_traffic_windows_equal_sql_over_events(stack_factory: Callable[..., Stac
         f"WHERE dimension = '' GROUP BY site_id ORDER BY site_id")
     _, direct = store.query_rows(
         f"SELECT site_id, uniqExact(visitor_id), count() FROM {db}.events FINAL "
-        f"WHERE is_bot = 0 AND NOT startsWith(visitor_id, 'int-') AND "
-        f"toUnixTimestamp64Milli(received_at) < intDiv(toUnixTimestamp64Milli(ts), 60000) "
-        f"* 60000 + {60_000 + LATENESS_S * 1000} GROUP BY site_id ORDER BY site_id")
+        f"WHERE {COUNTED} GROUP BY site_id ORDER BY site_id")
     assert per_site == direct
 
     # dropped-late events are counted in a metric

@@ -1,32 +1,51 @@
-"""Traffic windows: boundaries, lateness, top-N with an exact "(other)", bounces, replays."""
+"""Traffic windows: boundaries, lateness, top-N with an exact "(other)", bounces, visitor
+hashes sent once, and the crash cases the commit order exists for (streams/traffic)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from decimal import Decimal
 from typing import Any
 
-import faust
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.pipeline import Ctx
+from streams.traffic import stream as traffic_stream
 from streams.traffic.internal import InternalTraffic
 from streams.traffic.stream import TrafficWindows, visitor_hash
-from streams.traffic.table import TrafficStateTable
-from streams.traffic.windows import DIMENSIONS, OTHER, WindowState, is_late, window_start
+from streams.traffic.table import Partition
+from streams.traffic.windows import (
+    DIMENSIONS,
+    DIMS,
+    OTHER,
+    REVENUE,
+    WindowState,
+    columns,
+    is_late,
+    money,
+    revenue_units,
+    window_start,
+)
+from tests.unit.traffic_harness import (
+    COUNTERS,
+    T0,
+    FakeKafka,
+    Store,
+    ctx,
+    is_hashes,
+    row,
+    run_batch,
+    worker,
+)
 
-T0 = 1_795_430_400_000  # a minute boundary
+MINUTE = "2026-11-23 10:40:00.000"
 
 
-def row(visitor: str = "v1", ts: int = T0, kind: str = "pageview", path: str = "/",
-        session: str = "s1", seq: int = 1, revenue: str = "0", **extra: Any) -> dict[str, Any]:
-    base = {"site_id": "site", "visitor_id": visitor, "type": kind, "revenue": revenue,
-            "path": path, "channel": "Direct", "source": "(direct)", "medium": "(none)",
-            "utm_campaign": "", "country": "DE", "device_type": "desktop", "is_bot": 0,
-            "session_id": session, "session_seq": seq, "_ts_ms": ts}
-    return base | extra
+def values(r: dict[str, Any]) -> tuple[str, ...]:
+    return ("", *(r[col] for col in DIMENSIONS.values()))
 
 
 def test_window_boundaries() -> None:
@@ -53,23 +72,42 @@ def test_late_means_received_after_window_end_plus_lateness(ts: int, delay: int,
     assert is_late(ts, ts + delay, lateness) == (ts + delay - (start + 60_000) >= lateness)
 
 
-def test_bounce_taken_back_when_the_session_engages() -> None:
-    w = WindowState()
-    w.add(row(), T0, 1)
-    assert (w.total.sessions, w.total.bounces) == (1, 1)
-    assert not w.session_event("s1", T0 + 4_000, "event")  # 4 s, no pageview: still a bounce
-    assert w.total.bounces == 1
-    assert w.session_event("s1", T0 + 11_000, "event")     # > 10 s: engaged
-    assert w.total.bounces == 0 and w.dims["path"]["/"].bounces == 0
-    assert not w.session_event("s1", T0 + 12_000, "pageview")  # never counted twice
-    assert w.total.bounces == 0
-    w.add(row("v2", session="s2", kind="conversion", revenue="12.5"), T0, 2)
-    assert (w.total.sessions, w.total.bounces, w.total.revenue) == (2, 0, Decimal("12.5"))
+def totals(kafka: FakeKafka) -> dict[str, Any]:
+    return Store.of(kafka).counters[(MINUTE, 0, "", "")][1]
+
+
+def run(*batches: list[Any], kafka: FakeKafka | None = None) -> FakeKafka:
+    kafka = kafka or FakeKafka()
+
+    async def go() -> None:
+        w = worker(kafka)
+        for batch in batches:
+            await run_batch(w, kafka, batch)
+    asyncio.run(go())
+    return kafka
+
+
+def test_bounces_follow_engagement() -> None:
+    """A session is a bounce in its first window until > 10 s, a conversion or 2 pageviews;
+    the bounce is taken back once, whatever comes later."""
+    kafka = run([ctx(row("a", session="sa"), 1, T0 + 500),
+                 ctx(row("b", session="sb", kind="conversion", revenue="12.5"), 2, T0 + 500),
+                 ctx(row("c", session="sc", kind="event"), 3, T0 + 500)])
+    assert (totals(kafka)["sessions"], totals(kafka)["bounces"]) == (3, 2)  # b converted
+    run([ctx(row("c", T0 + 4_000, "event", session="sc", seq=2), 4, T0 + 4_500)],
+        kafka=kafka)
+    assert totals(kafka)["bounces"] == 2     # 4 s and no pageview: still a bounce
+    run([ctx(row("c", T0 + 11_000, "event", session="sc", seq=3), 5, T0 + 11_500),
+         ctx(row("a", T0 + 3_000, session="sa", seq=2), 6, T0 + 11_500)], kafka=kafka)
+    assert totals(kafka)["bounces"] == 0     # c after 11 s, a with its 2nd pageview
+    run([ctx(row("a", T0 + 20_000, session="sa", seq=3), 7, T0 + 20_500)], kafka=kafka)
+    t = totals(kafka)
+    assert (t["sessions"], t["bounces"], t["revenue"]) == (3, 0, Decimal("12.5"))
+    assert Store.of(kafka).counters[(MINUTE, 0, "path", "/")][1]["bounces"] == 0
 
 
 events = st.lists(st.tuples(st.integers(0, 6), st.sampled_from(["/", "/a", "/b", "/c", "/d"]),
-                            st.sampled_from(["pageview", "event", "conversion"]),
-                            st.integers(0, 59_999), st.booleans()),
+                            st.sampled_from(["pageview", "event", "conversion"])),
                   min_size=1, max_size=60)
 
 
@@ -78,50 +116,77 @@ events = st.lists(st.tuples(st.integers(0, 6), st.sampled_from(["/", "/a", "/b",
 def test_rows_replace_to_exact_top_n_and_totals(evs: list[Any], top_n: int,
                                                cuts: list[int]) -> None:
     """Whatever the batch boundaries, the rows written (newest per key, as ReplacingMergeTree
-    keeps them) are the top N of the final state plus "(other)", and every dimension sums
-    to the totals."""
+    keeps them) are the top N of the final state plus "(other)", every dimension sums to
+    the totals, and the hashes sent per value are its visitors, each once."""
     w = WindowState()
     stored: dict[tuple[str, str], dict[str, Any]] = {}
-    seen: set[str] = set()
+    hashes: dict[tuple[str, str], list[int]] = {}
     bounds = sorted({0, len(evs), *(min(c, len(evs)) for c in cuts)})
     for a, b in itertools.pairwise(bounds):
-        for visitor, path, kind, offset, _ in evs[a:b]:
-            sid = f"s{visitor}"
-            r = row(f"v{visitor}", T0 + offset, kind, path, sid, 1 if sid not in seen else 2,
-                    "1.5" if kind == "conversion" else "0")
-            if sid in seen:
-                w.add(r, T0 + offset, visitor)
-                w.session_event(sid, T0 + offset, kind)
-            else:
-                seen.add(sid)
-                w.add(r, T0 + offset, visitor)
-        for dim, value, m in w.rows(top_n):
-            stored[(dim, value)] = m.columns() if m is not None else {"events": 0}
+        for visitor, path, kind in evs[a:b]:
+            r = row(f"v{visitor}", path=path, kind=kind)
+            w.add(values(r), kind, "1.5" if kind == "conversion" else "0", visitor, False,
+                  False)
+        for dim, value, c in w.rows(top_n):
+            stored[(dim, value)] = columns(c) if c is not None else {"events": 0}
+        for dim, value, sent in w.fresh_visitors():
+            hashes.setdefault((dim, value), []).extend(sent)
     live = {k: v for k, v in stored.items() if v["events"]}
     total = live[("", "")]
     assert total["events"] == len(evs)
-    for dim in DIMENSIONS:
+    for i, dim in enumerate(DIMS[1:], 1):
         rows = {v: m for (d, v), m in live.items() if d == dim}
-        for measure in ("events", "pageviews", "conversions", "sessions", "bounces"):
+        for measure in ("events", "pageviews", "conversions"):
             assert sum(m[measure] for m in rows.values()) == total[measure], (dim, measure)
         assert sum(Decimal(m["revenue"]) for m in rows.values()) == Decimal(total["revenue"])
-        assert set().union(*(m["visitors"] for m in rows.values())) == set(total["visitors"])
-        by_value = w.dims[dim]
-        ranked = sorted(by_value, key=lambda v: (-by_value[v].events, v))
+        by_value = w.by_dim[i]
+        ranked = sorted(by_value, key=lambda v: (-by_value[v].c[0], v))
         assert set(rows) - {OTHER} == set(ranked[:top_n])
         assert (OTHER in rows) == (len(ranked) > top_n)
         for value in ranked[:top_n]:
             assert rows[value] == by_value[value].columns()
+    for (dim, value), sent in hashes.items():
+        assert len(sent) == len(set(sent))  # each hash once per value
+        col = DIMENSIONS.get(dim)
+        assert set(sent) == {v for v, path, _ in evs
+                             if not col or row(path=path)[col] == value}
+
+
+def test_revenue_is_cut_to_four_places_like_clickhouse_stores_it() -> None:
+    assert revenue_units("19.99") == 199_900
+    assert revenue_units("1.23456") == 12_345 and revenue_units("-1.23456") == -12_345
+    assert revenue_units("0.00009") == 0
+    assert [money(u) for u in (0, 5, 199_900, -12_345, -5)] == \
+        ["0.0000", "0.0005", "19.9900", "-1.2345", "-0.0005"]
 
 
 def test_state_round_trips_through_json() -> None:
     w = WindowState()
-    w.add(row(), T0, 1)
-    w.add(row("v2", path="/x", session="s2", kind="conversion", revenue="3.25"), T0, 2)
+    w.add(values(row()), "pageview", "0", 1, True, True)
+    w.add(values(row(path="/x")), "conversion", "3.25", 2, True, False)
+    w.rows(1)
     w.offset, w.received = 41, T0 + 500
-    back = WindowState.load(w.dump())
+    back = WindowState.load(orjson.loads(orjson.dumps(w.dump())))
     assert back.dump() == w.dump()
-    assert back.session_event("s1", T0 + 20_000, "pageview")  # trackers survive too
+    assert back.by_dim[1]["/x"].c[REVENUE] == 32_500
+    assert back.emitted[1] == ["/"] and back.zeroed[1] == []
+
+
+def test_state_written_before_0007_is_read() -> None:
+    """Window states of the old layout (visitor sets and sessions inside) are read: counters
+    and top lists kept, sessions that are still bounces become trackers to store."""
+    m = [2, 1, 1, "9.5", 2, 1, [11, 12]]
+    old = {"o": 40, "r": T0 + 900, "t": m,
+           "d": {d: {"x": m} for d in DIMENSIONS}, "e": {d: ["x"] for d in DIMENSIONS},
+           "s": {"s-bounce": [T0, T0, 1, 0, ["x"] * 7], "s-engaged": [T0, T0, 1, 1, ["x"] * 7]}}
+    part = Partition()
+    part.load("site|1795430400000", orjson.dumps(old))
+    state = part.windows[("site", T0)]
+    assert state.offset == 40 and state.by_dim[0][""].c[REVENUE] == 95_000
+    assert state.emitted == [[""]] + [["x"]] * 7
+    assert list(part.sessions) == ["s-bounce"] and part.unsaved == ["s-bounce"]
+    assert part.sessions["s-bounce"].offset == 40
+    assert part.watermark == T0 + 900
 
 
 def test_internal_networks() -> None:
@@ -136,21 +201,10 @@ def test_internal_networks() -> None:
         InternalTraffic("10.0.0.300/8")
 
 
-def ctx(r: dict[str, Any], offset: int, received: int, ip: str = "198.51.100.1",
-        partition: int = 0) -> Ctx:
-    c = Ctx(b"", None, partition, offset)
-    c.row = dict(r)
-    c.envelope = {"received_at": received, "ip": ip}
-    return c
-
-
 @pytest.fixture
 def windows() -> TrafficWindows:
     """The worker's fold over a real (not started) Faust table."""
-    app = faust.App("traffic-unit", broker="kafka://127.0.0.1:9", store="memory://")
-    return TrafficWindows(TrafficStateTable(app, "traffic", 4), lateness_ms=60_000,
-                          retention_ms=40 * 60_000, top_n=2,
-                          internal=InternalTraffic("10.0.0.0/8"))
+    return worker(FakeKafka())
 
 
 def test_fold_excludes_bots_internal_late_and_replays(windows: TrafficWindows) -> None:
@@ -158,19 +212,193 @@ def test_fold_excludes_bots_internal_late_and_replays(windows: TrafficWindows) -
         ctx(row("a"), 10, T0 + 1_000),
         ctx(row("b", session="sb", is_bot=1, seq=0), 11, T0 + 1_000),
         ctx(row("c", session="sc"), 12, T0 + 1_000, ip="10.2.3.4"),
-        ctx(row("d", ts=T0 - 200_000, session="sd"), 13, T0 + 1_000),  # ended 181 s ago
+        ctx(row("d", ts=T0 - 200_000, session="sd"), 13, T0 + 1_000),  # ended 140 s ago
         ctx(row("e", ts=T0 - 50_000, session="se"), 14, T0 + 1_000),  # late but allowed
     ]
     windows.fold(batch)
     rows = windows.rows()[0]
-    totals = {r["window_start"][:16]: r for r in rows if r["dimension"] == ""}
-    assert sorted(totals) == ["2026-11-23 10:39", "2026-11-23 10:40"]
-    assert all(r["events"] == 1 and r["version"] == 14 for r in totals.values())
-    assert totals["2026-11-23 10:40"]["visitors"] == [visitor_hash("site", "a")]
+    hashes = [orjson.loads(h) for h in windows.visitor_rows()[0]]
+    tot = {r["window_start"][:16]: r for r in rows if r["dimension"] == ""}
+    assert sorted(tot) == ["2026-11-23 10:39", "2026-11-23 10:40"]
+    assert all(r["events"] == 1 and r["version"] == 14 and "visitors" not in r
+               for r in tot.values())
+    assert [h["visitors"] for h in hashes if h["dimension"] == "" and
+            h["window_start"].startswith("2026-11-23 10:40")] == [[visitor_hash("site", "a")]]
     # a replay of the same offsets changes nothing; a new offset does
     windows.fold(batch)
     assert [r for rows in windows.rows().values() for r in rows] == []
+    assert windows.visitor_rows() == {}
     windows.fold([ctx(row("a", ts=T0 + 30_000, seq=2), 15, T0 + 31_000)])
     (total,) = [r for r in windows.rows()[0] if r["dimension"] == ""]
     assert (total["events"], total["sessions"], total["bounces"], total["version"]) == \
         (2, 1, 0, 15)
+    assert windows.visitor_rows() == {}  # "a" was sent for this window already
+
+
+def sent(windows: TrafficWindows) -> list[dict[str, Any]]:
+    """The visitor rows of partition 0, decoded."""
+    return [orjson.loads(r) for r in windows.visitor_rows()[0]]
+
+
+def test_only_new_visitor_hashes_are_sent(windows: TrafficWindows) -> None:
+    windows.fold([ctx(row("a"), 1, T0 + 500), ctx(row("b", path="/b", session="s2"), 2,
+                                                    T0 + 500)])
+    first = {(h["dimension"], h["value"]): h["visitors"] for h in sent(windows)}
+    assert sorted(first[("", "")]) == sorted([visitor_hash("site", "a"),
+                                              visitor_hash("site", "b")])
+    windows.rows()
+    windows.fold([ctx(row("a", path="/b", seq=2), 3, T0 + 900),
+                  ctx(row("c", session="s3"), 4, T0 + 900)])
+    second = {(h["dimension"], h["value"]): h["visitors"] for h in sent(windows)}
+    c = visitor_hash("site", "c")
+    assert second == {("", ""): [c], ("path", "/"): [c], ("path", "/b"): [
+        visitor_hash("site", "a")], ("channel", "Direct"): [c], ("source", "(direct)"): [c],
+        ("medium", "(none)"): [c], ("campaign", ""): [c], ("country", "DE"): [c],
+        ("device_type", "desktop"): [c]}
+
+
+def test_forgotten_windows_send_a_straggler_again() -> None:
+    w = WindowState()
+    w.add(values(row()), "pageview", "0", 7, False, False)
+    w.fresh_visitors()
+    w.forget_visitors()
+    w.add(values(row()), "pageview", "0", 7, False, False)
+    assert all(sent == [7] for _, _, sent in w.fresh_visitors())
+
+
+def test_long_hash_lists_are_split(windows: TrafficWindows,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(traffic_stream, "MAX_HASHES_PER_ROW", 2)
+    windows.fold([ctx(row(f"v{i}", session=f"s{i}"), i, T0 + 500) for i in range(5)])
+    total = [h["visitors"] for h in sent(windows) if h["dimension"] == ""]
+    assert [len(t) for t in total] == [2, 2, 1]
+    assert {v for t in total for v in t} == {visitor_hash("site", f"v{i}") for i in range(5)}
+
+
+def crash_then(first: list[list[Any]], crashing: list[Any], kept: int,
+               after: list[list[Any]], top_n: int = 2) -> FakeKafka:
+    """Batches `first`, then `crashing` dies in its commit with `kept` of the records it
+    writes there in Kafka; a new worker (state from the changelog) runs `after`."""
+    kafka = FakeKafka()
+
+    async def go() -> None:
+        w = worker(kafka, top_n)
+        for batch in first:
+            await run_batch(w, kafka, batch)
+        await run_batch(w, kafka, crashing, keep_changelog=kept)
+        w = worker(kafka, top_n)
+        for batch in after:
+            await run_batch(w, kafka, batch)
+    asyncio.run(go())
+    return kafka
+
+
+def test_tracker_records_follow_their_window() -> None:
+    """A session engages (its bounce is taken back) and the crash keeps only the first
+    record of the commit: it must be the window's, so the replay takes the bounce back from
+    the stored counters exactly once."""
+    start = ctx(row("a", session="sa"), 1, T0 + 500)
+    engage = ctx(row("a", T0 + 11_000, "event", session="sa", seq=2), 2, T0 + 11_500)
+    kafka = crash_then([[start]], [engage], 1, [[engage]])
+    assert (totals(kafka)["sessions"], totals(kafka)["bounces"]) == (1, 0)
+
+
+def test_an_engaged_session_stays_engaged_after_a_restart() -> None:
+    """Its tracker is deleted when it engages, so a later event after a restart does not
+    take the bounce back a second time."""
+    start = ctx(row("a", session="sa"), 1, T0 + 500)
+    engage = ctx(row("a", T0 + 2_000, session="sa", seq=2), 2, T0 + 2_500)
+    later = ctx(row("a", T0 + 4_000, session="sa", seq=3), 3, T0 + 4_500)
+    kafka = crash_then([[start], [engage]], [], 99, [[later]])
+    assert (totals(kafka)["sessions"], totals(kafka)["bounces"]) == (1, 0)
+
+
+def test_a_replayed_event_is_not_seen_twice_by_its_tracker() -> None:
+    """start (no pageview), 1st pageview: still a bounce. Replayed after a restart, the
+    pageview must not count twice (it would engage the session there, where the bounce can
+    not be taken back); the 2nd pageview later does engage it."""
+    start = ctx(row("a", kind="event", session="sa"), 1, T0 + 500)
+    pageview = ctx(row("a", T0 + 2_000, session="sa", seq=2), 2, T0 + 2_500)
+    second = ctx(row("a", T0 + 4_000, session="sa", seq=3), 3, T0 + 4_500)
+    kafka = crash_then([[start]], [pageview], 99, [[pageview], [second]])
+    assert (totals(kafka)["sessions"], totals(kafka)["bounces"]) == (1, 0)
+
+
+def test_rows_lost_in_a_crash_are_written_again() -> None:
+    """/b entered the top 1 and left it again; the crash loses the counter rows of the last
+    batch (its state is stored): the restarted worker writes the newest windows again, so
+    /b gets its zero row and "(other)" its count."""
+    a = [ctx(row(f"a{i}", path="/a", session=f"a{i}"), i, T0 + 500) for i in range(1, 3)]
+    b = [ctx(row(f"b{i}", path="/b", session=f"b{i}"), i, T0 + 600) for i in range(3, 6)]
+    more_a = [ctx(row(f"a{i}", path="/a", session=f"a{i}"), i, T0 + 700) for i in range(6, 9)]
+    kafka = crash_then([a, b], more_a, 1, [more_a], top_n=1)
+    by_path = {v: c for (_, _, d, v), (_, c) in Store.of(kafka).counters.items()
+               if d == "path"}
+    assert by_path["/a"]["events"] == 5 and by_path["/b"]["events"] == 0
+    assert by_path[OTHER]["events"] == 3
+
+
+def test_hashes_then_state_then_counter_rows() -> None:
+    """A batch sends its visitor hashes with its other outputs, then stores its state, and
+    only then sends the counter rows computed from that state."""
+    kafka = FakeKafka()
+    asyncio.run(run_batch(worker(kafka), kafka, [ctx(row("a"), 1, T0 + 500)]))
+    kinds = ["hashes" if is_hashes(v) else "counters" if t == COUNTERS else "state"
+             for t, _, v, _ in kafka.records]
+    assert kinds == ["hashes", "state", "state", "counters"]  # window, trackers
+    assert all(b'"visitors"' not in v for t, _, v, _ in kafka.records
+               if t == COUNTERS and not is_hashes(v))
+
+
+def test_a_session_whose_tracker_was_lost_is_tracked_again() -> None:
+    """The crash keeps the window (it counted the session's start) but not the tracker:
+    the replayed start creates it again, so a later pageview takes the bounce back."""
+    start = ctx(row("a", session="sa"), 1, T0 + 500)
+    later = ctx(row("a", T0 + 2_000, session="sa", seq=2), 2, T0 + 2_500)
+    kafka = crash_then([], [start], 1, [[start], [later]])
+    assert (totals(kafka)["sessions"], totals(kafka)["bounces"]) == (1, 0)
+
+
+def test_tracker_segments_are_restored_in_order() -> None:
+    """a and b start in one batch (one segment); a engages in the next (a marker in the
+    next segment, the first one still holds b): restored in order, a stays engaged."""
+    first = [ctx(row("a", session="sa"), 1, T0 + 500), ctx(row("b", session="sb"), 2, T0 + 500)]
+    engage = ctx(row("a", T0 + 2_000, session="sa", seq=2), 3, T0 + 2_500)
+    later = ctx(row("a", T0 + 4_000, session="sa", seq=3), 4, T0 + 4_500)
+    kafka = crash_then([first, [engage]], [], 99, [[later]])
+    assert (totals(kafka)["sessions"], totals(kafka)["bounces"]) == (2, 1)
+
+
+def test_a_segment_is_deleted_only_after_its_replacement() -> None:
+    """The tracker moves to a newer segment and the old one is deleted: a crash that keeps
+    only the window and one more record must keep the new segment, not the deletion."""
+    start = ctx(row("a", kind="event", session="sa"), 1, T0 + 500)
+    moved = ctx(row("a", T0 + 2_000, "event", session="sa", seq=2), 2, T0 + 2_500)
+    engage = ctx(row("a", T0 + 4_000, "conversion", session="sa", seq=3, revenue="5"), 3,
+                 T0 + 4_500)
+    kafka = crash_then([[start]], [moved], 2, [[moved], [engage]])
+    assert (totals(kafka)["sessions"], totals(kafka)["bounces"]) == (1, 0)
+
+
+def test_duplicates_alone_make_a_restored_partition_resend() -> None:
+    """The crash loses the last rows after the visitor state was stored: the replayed
+    events come back as duplicates (rejected by the session step), and that is enough for
+    the restored partition to write its newest windows again."""
+    first = [ctx(row("a", path="/a"), 1, T0 + 500)]
+    second = [ctx(row("b", path="/b", session="sb"), 2, T0 + 600)]
+    kafka = crash_then([first], second, 2, [])
+    assert totals(kafka)["events"] == 1                    # the second batch's rows: lost
+    duplicates = [ctx(row("b", path="/b", session="sb"), 2, T0 + 600)]
+    duplicates[0].reject_step = "session"
+    kafka = run(duplicates, kafka=kafka)
+    assert totals(kafka)["events"] == 2
+
+
+def test_rows_of_a_batch_are_acknowledged_before_the_next_state() -> None:
+    """With acknowledgements that take a while, no state record goes out while an earlier
+    batch's counter rows are unacknowledged (FakeKafka checks it on every send)."""
+    kafka = FakeKafka(slow=True)
+    batches = [[ctx(row(f"v{i}", path=f"/{i % 3}", session=f"s{i}"), i, T0 + 500)]
+               for i in range(1, 6)]
+    run(*batches, kafka=kafka)
+    assert totals(kafka)["events"] == 5
