@@ -15,12 +15,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clickstream.settings import SinkSettings
+from sinks.batches import decode
 from sinks.live import add_live_routes
 from sinks.metrics import BACKPRESSURE, CONSUMER_LAG
 from sinks.migrate import migrate
 from sinks.store import ChdbStore, ServerStore, Store, StoreError
 from sinks.writer import Backpressure, BatchWriter
-from streams import ndjson
 from streams.kafka_compat import TrueEndOffsets
 
 log = logging.getLogger(__name__)
@@ -86,16 +86,15 @@ class SinkService:
             for tp, messages in batch.items():
                 if not messages:
                     continue
-                rows = [row for m in messages if m.value for row in ndjson.split(m.value)]
+                rows, arrow = decode([m.value for m in messages])  # NDJSON or Arrow
                 first, last = messages[0].offset, messages[-1].offset
+                origin = f"{tp.topic}/{tp.partition}/{first}-{last}"
                 try:
-                    self.writer.write(self.tables[tp.topic], rows,
-                                      origin=f"{tp.topic}/{tp.partition}/{first}-{last}")
+                    self.writer.write(self.tables[tp.topic], rows, origin, arrow)
                 except Backpressure:
                     BACKPRESSURE.inc()
                     await self._flush_and_commit()
-                    self.writer.write(self.tables[tp.topic], rows,
-                                      origin=f"{tp.topic}/{tp.partition}/{first}-{last}")
+                    self.writer.write(self.tables[tp.topic], rows, origin, arrow)
                 self._pending[tp] = last + 1
 
     async def _flush_and_commit(self) -> None:

@@ -8,13 +8,23 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Sequence
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import orjson
+
+from sinks.insert_shape import InsertShape, quote_string
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: Text formats `clickstream sql --format` offers, as ClickHouse format names.
 FORMATS = {
@@ -28,6 +38,13 @@ _JSON_SETTINGS = (
     "output_format_json_quote_64bit_integers=0, output_format_json_quote_decimals=0, "
     "output_format_json_quote_64bit_floats=0"
 )
+#: Settings of every insert. optimize_on_insert = 0: a ReplacingMergeTree would otherwise
+#: collapse duplicates inside each inserted block, which measured several times the cost of
+#: writing the part; duplicates are collapsed by merges and FINAL, and the rollups
+#: (migration 0008) are built from idempotent states, so nothing counts them twice.
+INSERT_SETTINGS = "optimize_on_insert = 0"
+_JSON_INPUT = ("input_format_skip_unknown_fields = 1, "
+               "date_time_input_format = 'best_effort'")
 
 
 class StoreError(RuntimeError):
@@ -47,6 +64,9 @@ class Store(Protocol):
         self, table: str, rows: Sequence[bytes], dedup_token: str | None = None
     ) -> None: ...
 
+    def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        ...
+
     def close(self) -> None: ...
 
 
@@ -59,7 +79,10 @@ def _parse_json_result(text: str) -> tuple[list[str], list[list[Any]]]:
 
 
 class ChdbStore:
-    """chDB session on a data directory; thread-safe by one lock."""
+    """chDB session on a data directory; thread-safe by one lock.
+
+    Inserts are written to a file in a private spool directory (in memory where /dev/shm
+    exists) and read by `INSERT ... SELECT ... FROM file()`: see sinks/insert_shape.py."""
 
     def __init__(self, path: Path) -> None:
         from chdb import session
@@ -68,11 +91,18 @@ class ChdbStore:
         self.path = path
         self._session = session.Session(str(path))
         self._lock = threading.Lock()
+        self._shapes: dict[str, InsertShape] = {}
+        self._spool = _spool_dir()
+        weakref.finalize(self, shutil.rmtree, self._spool, True)  # also if never closed
 
     def _run(self, sql: str, fmt: str = "CSV") -> str:
         with self._lock:
             try:
                 result = self._session.query(sql, fmt)
+            except UnicodeDecodeError as exc:  # chDB could not decode its own message: it
+                # quotes input bytes that are not UTF-8, so the data is at fault
+                raise StoreError("Cannot parse input: bytes that are not UTF-8 "
+                                 f"(CANNOT_PARSE_INPUT; {exc})") from exc
             except Exception as exc:  # chdb raises its own error types
                 raise StoreError(str(exc).strip()) from exc
         return "" if result is None else str(result)
@@ -87,20 +117,98 @@ class ChdbStore:
         sql = sql.rstrip().rstrip(";")
         return _parse_json_result(self._run(f"{sql} SETTINGS {_JSON_SETTINGS}", "JSONCompact"))
 
+    def shape(self, table: str) -> InsertShape:
+        """The table's writable columns (cached; dropped when an insert fails)."""
+        if table not in self._shapes:
+            db, _, name = table.rpartition(".")
+            _, rows = self.query_rows(
+                "SELECT name, type, default_kind, default_expression FROM system.columns "
+                f"WHERE database = {quote_string(db or 'default')} "
+                f"AND table = {quote_string(name)} ORDER BY position")
+            if not rows:
+                raise StoreError(f"no table {table}")
+            self._shapes[table] = InsertShape.from_rows(rows)
+        return self._shapes[table]
+
+    def _insert_file(self, table: str, write: Callable[[Path], object],
+                     sql_for: Callable[[str], str]) -> None:
+        """write(path) a spool file, then run sql_for(path); the file goes either way."""
+        path = self._spool / f"{uuid.uuid4().hex}.bin"
+        try:
+            self._spool.mkdir(parents=True, exist_ok=True)  # in case it was cleaned away
+            write(path)
+        except OSError as exc:  # no room in the spool: worth a retry, like a busy server
+            path.unlink(missing_ok=True)
+            raise StoreError(f"cannot write the insert file {path}: {exc}") from exc
+        try:
+            self._run(sql_for(str(path)))
+        except StoreError:
+            self._shapes.pop(table, None)
+            raise
+        finally:
+            path.unlink(missing_ok=True)
+
     def insert_json_rows(
         self, table: str, rows: Sequence[bytes], dedup_token: str | None = None
     ) -> None:
         if not rows:
             return
-        settings = "input_format_skip_unknown_fields=1, date_time_input_format='best_effort'"
-        if dedup_token:
-            settings += f", insert_deduplication_token='{dedup_token}'"
-        body = b"\n".join(rows).decode("utf-8", "replace")
-        self._run(f"INSERT INTO {table} SETTINGS {settings} FORMAT JSONEachRow\n{body}")
+        settings = f"{INSERT_SETTINGS}, {_JSON_INPUT}{_token(dedup_token)}"
+        shape = self.shape(table)
+        self._insert_file(table, lambda path: path.write_bytes(b"\n".join(rows)),
+                          lambda path: shape.json_insert(table, path, settings))
+
+    def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        """Arrow rows, written as an IPC stream file (dictionaries stay dictionaries: a
+        LowCardinality column takes them without a lookup per value)."""
+        if not data.num_rows:
+            return
+        import pyarrow as pa
+
+        def write(path: Path) -> None:  # Arrow's own file: no Python call per buffer
+            with pa.OSFile(str(path), "wb") as f, pa.ipc.new_stream(f, data.schema) as w:
+                w.write_table(data)
+
+        settings = f"{INSERT_SETTINGS}{_token(dedup_token)}"
+        shape = self.shape(table)
+        self._insert_file(table, write, lambda path: shape.arrow_insert(
+            table, path, data.column_names, settings))
 
     def close(self) -> None:
         with self._lock:
             self._session.close()
+        shutil.rmtree(self._spool, ignore_errors=True)
+
+
+_SPOOL_PREFIX = "chdb-insert-"
+
+
+def _spool_dir() -> Path:
+    """A private directory for insert files, in memory (/dev/shm) where the system has it.
+    Directories left by processes that died (a file is only kept for one insert, but a
+    process killed during one leaves it) are removed."""
+    shm = Path("/dev/shm")
+    parent = shm if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else \
+        Path(tempfile.gettempdir())
+    for old in parent.glob(f"{_SPOOL_PREFIX}*-*"):
+        pid = old.name.removeprefix(_SPOOL_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_SPOOL_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _token(dedup_token: str | None) -> str:
+    return f", insert_deduplication_token = {quote_string(dedup_token)}" if dedup_token else ""
 
 
 class ServerStore:
@@ -153,7 +261,24 @@ class ServerStore:
         columns = self._columns(table)
         decoded = [orjson.loads(r) for r in rows]
         data = [[_coerce(d.get(name), kind) for d in decoded] for name, kind in columns]
-        settings: dict[str, Any] = {}
+        self._insert_columns(table, columns, data, dedup_token)
+
+    def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        """Arrow rows, sent as native columns (a column the data lacks gets its type's
+        default, as for JSON rows)."""
+        if not data.num_rows:
+            return
+        fields = set(data.column_names)
+        columns = self._columns(table)
+        blank = [None] * data.num_rows
+        data_cols = [[_coerce(v, kind) for v in (data.column(name).to_pylist()
+                                                 if name in fields else blank)]
+                     for name, kind in columns]
+        self._insert_columns(table, columns, data_cols, dedup_token)
+
+    def _insert_columns(self, table: str, columns: list[tuple[str, str]],
+                        data: list[list[Any]], dedup_token: str | None) -> None:
+        settings: dict[str, Any] = {"optimize_on_insert": 0}
         if dedup_token:
             settings["insert_deduplication_token"] = dedup_token
         names = ", ".join(f"`{n}`" for n, _ in columns)
@@ -192,8 +317,9 @@ def _coerce(value: Any, kind: str) -> Any:
         return int(value or 0)
     if base.startswith("Float"):
         return float(value or 0.0)
-    if base.startswith("Map"):
-        return {str(k): str(v) for k, v in (value or {}).items()}
+    if base.startswith("Map"):  # a dict from JSON, (key, value) pairs from Arrow
+        pairs = value.items() if isinstance(value, dict) else (value or [])
+        return {str(k): str(v) for k, v in pairs}
     if base.startswith("Array"):
         return list(value or [])
     return "" if value is None else str(value)
@@ -233,6 +359,9 @@ class RemoteStore:
     def insert_json_rows(
         self, table: str, rows: Sequence[bytes], dedup_token: str | None = None
     ) -> None:
+        raise StoreError("inserts go through Kafka while the stack runs, not the query endpoint")
+
+    def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
         raise StoreError("inserts go through Kafka while the stack runs, not the query endpoint")
 
     def close(self) -> None:

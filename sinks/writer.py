@@ -1,6 +1,6 @@
-"""Buffered, batched writes to ClickHouse: `write(table, rows)`, flush on size / interval /
-shutdown, retries with jittered exponential backoff, and bad rows isolated into
-`invalid_events` instead of failing the whole batch.
+"""Buffered, batched writes to ClickHouse: `write(table, rows)` (NDJSON rows, and/or Arrow
+tables), flush on size / interval / shutdown, retries with jittered exponential backoff, and
+bad rows isolated into `invalid_events` instead of failing the whole batch.
 """
 
 from __future__ import annotations
@@ -12,14 +12,19 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 
 from clickstream import __version__
 from schemas.deadletter import dead_letter
 from schemas.timefmt import ms_to_text, now_ms
+from sinks.batches import ArrowBatch, Batch, JsonBatch, concat
 from sinks.metrics import BATCH_ROWS, DEAD_LETTERS, INSERT_SECONDS, RETRIES, ROWS_WRITTEN
 from sinks.store import Store, StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +39,23 @@ class Backpressure(Exception):
 
 @dataclass
 class _Buffer:
-    rows: list[bytes] = field(default_factory=list)
+    rows: list[bytes] = field(default_factory=list)  # NDJSON rows
+    tables: list[pa.Table] = field(default_factory=list)  # Arrow rows
+    arrow_rows: int = 0
     origins: list[str] = field(default_factory=list)  # "topic/partition/first-last" ranges
+
+    def __len__(self) -> int:
+        return len(self.rows) + self.arrow_rows
+
+    def batches(self, token: str | None) -> list[tuple[Batch, str | None]]:
+        """What to insert, each with its dedup token (one per kind of rows: derived from
+        the buffer's token when the buffer holds both kinds)."""
+        batches: list[Batch] = [JsonBatch(self.rows)] if self.rows else []
+        if self.tables:
+            batches += [ArrowBatch(t) for t in concat(self.tables)]
+        if len(batches) == 1 or not token:
+            return [(b, token) for b in batches]
+        return [(b, f"{token}-{i}") for i, b in enumerate(batches)]
 
 
 @dataclass
@@ -51,16 +71,27 @@ class BatchWriter:
 
     @property
     def buffered(self) -> int:
-        return sum(len(b.rows) for b in self._buffers.values())
+        return sum(len(b) for b in self._buffers.values())
 
-    def write(self, table: str, rows: Sequence[bytes], origin: str = "") -> None:
-        """Buffer rows for a table. Raises Backpressure over twice the batch size."""
+    def write(self, table: str, rows: Sequence[bytes], origin: str = "",
+              arrow: Sequence[pa.Table] = ()) -> None:
+        """Buffer rows for a table: NDJSON rows and/or Arrow tables. Raises Backpressure
+        (buffering nothing) over twice the batch size."""
         if self.buffered >= 2 * self.max_rows:
             raise Backpressure(self.flush_seconds)
         buf = self._buffers.setdefault(table, _Buffer())
-        buf.rows.extend(rows)
         if origin:
             buf.origins.append(origin)
+        buf.rows.extend(rows)
+        added = len(rows)
+        for data in arrow:
+            if data.num_rows:
+                buf.tables.append(data)
+                buf.arrow_rows += data.num_rows
+                added += data.num_rows
+        self._started(added)
+
+    def _started(self, rows: int) -> None:
         if self._first_at is None and rows:
             self._first_at = time.monotonic()
 
@@ -81,22 +112,22 @@ class BatchWriter:
         the rows (or the service stops, raising StoreError so offsets are not committed)."""
         written = 0
         for table, buf in list(self._buffers.items()):
-            if buf.rows:
-                token = hashlib.sha1("|".join(buf.origins).encode()).hexdigest() \
-                    if buf.origins else None
-                written += await self._insert_with_retries(table, buf.rows, token)
+            token = hashlib.sha1("|".join(buf.origins).encode()).hexdigest() \
+                if buf.origins else None
+            for batch, batch_token in buf.batches(token):
+                written += await self._insert_with_retries(table, batch, batch_token)
             del self._buffers[table]
         self._first_at = None
         return written
 
-    async def _insert_with_retries(self, table: str, rows: list[bytes], token: str | None) -> int:
+    async def _insert_with_retries(self, table: str, batch: Batch, token: str | None) -> int:
         delay = 0.2
         while True:
             try:
-                return await self._insert(table, rows, token)
+                return await self._insert(table, batch, token)
             except StoreError as exc:
                 if not _retryable(exc):
-                    return await self._isolate_bad_rows(table, rows, exc)
+                    return await self._isolate_bad_rows(table, batch, exc)
                 RETRIES.labels(table).inc()
                 if self.stopping():
                     raise
@@ -105,22 +136,21 @@ class BatchWriter:
                 await asyncio.sleep(wait)
                 delay *= 2
 
-    async def _insert(self, table: str, rows: list[bytes], token: str | None) -> int:
+    async def _insert(self, table: str, batch: Batch, token: str | None) -> int:
         t0 = time.perf_counter()
-        await asyncio.to_thread(self.store.insert_json_rows, table, rows, token)
+        await asyncio.to_thread(batch.insert, self.store, table, token)
         INSERT_SECONDS.labels(table).observe(time.perf_counter() - t0)
-        BATCH_ROWS.labels(table).observe(len(rows))
-        ROWS_WRITTEN.labels(table).inc(len(rows))
-        return len(rows)
+        BATCH_ROWS.labels(table).observe(len(batch))
+        ROWS_WRITTEN.labels(table).inc(len(batch))
+        return len(batch)
 
-    async def _isolate_bad_rows(self, table: str, rows: list[bytes], exc: StoreError) -> int:
+    async def _isolate_bad_rows(self, table: str, batch: Batch, exc: StoreError) -> int:
         """Bisect a rejected batch: good rows are written, bad ones dead-lettered."""
-        if len(rows) == 1:
-            await self._dead_letter(table, rows[0], str(exc))
+        if len(batch) == 1:
+            await self._dead_letter(table, batch.payload(), str(exc))
             return 0
-        mid = len(rows) // 2
         written = 0
-        for half in (rows[:mid], rows[mid:]):
+        for half in batch.halves():
             try:
                 written += await self._insert(table, half, None)
             except StoreError as sub:
@@ -140,7 +170,7 @@ class BatchWriter:
             reason=f"clickhouse_rejected: {reason}", payload=row, received_at=stamp,
             failed_at=stamp, origin=f"sink/{table}/{hashlib.sha1(row).hexdigest()}",
         )
-        await self._insert(self.dead_letter_table, [orjson.dumps(record)], None)
+        await self._insert(self.dead_letter_table, JsonBatch([orjson.dumps(record)]), None)
 
 
 def _retryable(exc: StoreError) -> bool:

@@ -1,4 +1,5 @@
-"""The batch writer against real chDB: flush rules, bad rows isolated into invalid_events."""
+"""The batch writer against real chDB: flush rules, bad rows isolated into invalid_events,
+NDJSON and Arrow messages, column defaults."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import uuid
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pytest
 
 from schemas.timefmt import ms_to_text, now_ms
+from sinks.batches import ARROW_STREAM_MARKER, decode
 from sinks.migrate import migrate
 from sinks.store import ChdbStore
 from sinks.writer import Backpressure, BatchWriter
@@ -74,3 +77,94 @@ def test_same_insert_token_is_not_written_twice(store: ChdbStore) -> None:
         asyncio.run(writer.flush())
     _, n = store.query_rows(f"SELECT count() FROM {DB}.events")
     assert n == [[20]]
+
+
+def arrow_rows(rows: list[dict[str, object]]) -> pa.Table:
+    """Rows as a producer sending columns would: strings dictionary-encoded for the
+    LowCardinality columns, times and ids as text, props as a map."""
+    cols = {k: [r.get(k) for r in rows] for k in rows[0]}
+    arrays = {}
+    for name, values in cols.items():
+        if name == "props":
+            arrays[name] = pa.array([list(v.items()) for v in values],
+                                    pa.map_(pa.string(), pa.string()))
+        elif name in ("site_id", "type", "channel"):
+            arrays[name] = pa.array(values, pa.string()).dictionary_encode()
+        else:
+            arrays[name] = pa.array(values)
+    return pa.table(arrays)
+
+
+def message(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def event(**over: object) -> dict[str, object]:
+    now = ms_to_text(now_ms())
+    return {"event_id": str(uuid.uuid4()), "site_id": "w", "type": "pageview", "ts": now,
+            "received_at": now, "visitor_id": "v", "channel": "Email",
+            "props": {"plan": "pro"}, **over}
+
+
+def test_arrow_messages_are_written_like_json_rows(store: ChdbStore) -> None:
+    evs = [event() for _ in range(30)]
+    rows, tables = decode([message(arrow_rows(evs[:20])), row(), message(arrow_rows(evs[20:]))])
+    assert len(rows) == 1 and [t.num_rows for t in tables] == [20, 10]
+    for _ in range(2):  # the same offsets twice: the token keeps it once
+        writer = BatchWriter(store, max_rows=1000)
+        writer.write(f"{DB}.events", rows, origin="t/1/0-2", arrow=tables)
+        assert writer.buffered == 31
+        assert asyncio.run(writer.flush()) == 31
+    _, got = store.query_rows(
+        f"SELECT count(), uniqExact(event_id), countIf(channel = 'Email'), "
+        f"countIf(props['plan'] = 'pro'), countIf(contract_version = 1) FROM {DB}.events")
+    assert got == [[31, 31, 30, 30, 31]]
+    _, ids = store.query_rows(f"SELECT toString(event_id) FROM {DB}.events WHERE channel != ''")
+    assert sorted(i[0] for i in ids) == sorted(str(e["event_id"]) for e in evs)
+
+
+def test_a_bad_arrow_row_is_dead_lettered_as_json(store: ChdbStore) -> None:
+    evs = [event() for _ in range(15)]
+    evs[9]["event_id"] = "not-a-uuid"
+    writer = BatchWriter(store, max_rows=1000, dead_letter_table=f"{DB}.invalid_events")
+    writer.write(f"{DB}.events", [], origin="t/2/0-0", arrow=[arrow_rows(evs)])
+    assert asyncio.run(writer.flush()) == 14
+    _, dead = store.query_rows(f"SELECT reason, payload FROM {DB}.invalid_events")
+    assert len(dead) == 1 and "UUID" in dead[0][0]
+    assert orjson.loads(dead[0][1])["event_id"] == "not-a-uuid"
+
+
+def test_a_column_default_applies_when_a_row_leaves_it_out(store: ChdbStore) -> None:
+    store.insert_json_rows(f"{DB}.events", [row(contract_version=2), row(),
+                                            row(contract_version=None)])
+    _, got = store.query_rows(f"SELECT contract_version FROM {DB}.events "
+                              "ORDER BY contract_version")
+    assert got == [[1], [1], [2]]
+
+
+def test_messages_of_different_shapes_and_a_broken_one(store: ChdbStore) -> None:
+    """Arrow messages whose columns disagree are inserted one by one; a value that starts
+    like Arrow but is not is dead-lettered like an unparsable row."""
+    a = arrow_rows([event(session_seq=1)])
+    b = arrow_rows([event(session_seq="2")])  # the same column as text
+    broken = ARROW_STREAM_MARKER + b"\x00garbage"
+    rows, tables = decode([message(a), message(b), broken])
+    assert rows == [broken] and len(tables) == 2
+    writer = BatchWriter(store, max_rows=1000, dead_letter_table=f"{DB}.invalid_events")
+    writer.write(f"{DB}.events", rows, origin="t/4/0-2", arrow=tables)
+    assert asyncio.run(writer.flush()) == 2
+    _, got = store.query_rows(f"SELECT session_seq FROM {DB}.events ORDER BY session_seq")
+    assert got == [[1], [2]]
+    _, dead = store.query_rows(f"SELECT step FROM {DB}.invalid_events")
+    assert dead == [[f"insert:{DB}.events"]]
+
+
+def test_text_that_is_not_utf8_is_stored_as_valid_utf8(store: ChdbStore) -> None:
+    """Rows reach chDB as raw bytes: invalid UTF-8 is replaced, as readers decode UTF-8."""
+    bad = row(title="x").replace(b'"title":"x"', b'"title":"a\xff\xfeb"')
+    store.insert_json_rows(f"{DB}.events", [bad])
+    _, got = store.query_rows(f"SELECT title, isValidUTF8(title) FROM {DB}.events")
+    assert got == [["a\ufffdb", 1]]
