@@ -7,11 +7,14 @@ compared with what has been sent: a request's events are visible once the count 
 running total at the end of that request. Latency = first poll that sees it - the time the
 request was sent (so it includes collector, Kafka, worker batch, sink flush, the ClickHouse
 insert and the live query; resolution 0.2 s). Target: p99 <= 2 s at 5,000 events/s.
-Also reported per rate: each process's share of a core, and the worker's CPU per event
-sent (the whole worker: steps, sessions, attribution, traffic); and, before the stack
-starts, the traffic windows' own CPU per event (bench/traffic_micro.py).
+Also reported per rate: raw record -> its counter row in Kafka (the worker's part of the
+latency, bench/traffic_phases.py), the live request's own time, each process's share of a
+core, and the worker's CPU per event sent (the whole worker: steps, sessions, attribution,
+traffic); and, before the stack starts, the traffic windows' own CPU per event
+(bench/traffic_micro.py).
 
     python -m bench.traffic_bench [--rates 1000,2000,5000] [--seconds 15] [--no-micro]
+                                  [--sink-flush S]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench import traffic_micro
+from bench import traffic_micro, traffic_phases
 from bench.common import cpu_seconds, write_result
 from clickstream.embedded_broker import free_port
 from clickstream.settings import CollectorSettings
@@ -156,12 +159,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--no-micro", action="store_true",
                         help="skip the traffic windows' own CPU measurement")
+    parser.add_argument("--sink-flush", type=float, default=None,
+                        help="CLICKSTREAM_SINK_FLUSH_SECONDS for the run (default: its default)")
     args = parser.parse_args()
     micro = None if args.no_micro else traffic_micro.run(300_000)
     with tempfile.TemporaryDirectory(prefix="traffic-bench-") as tmp:
         settings = CollectorSettings(home=Path(tmp), kafka_bootstrap=None, log_level="WARNING")
-        stack = Stack(settings, collector_port=free_port(), extra_env={
-            "CLICKSTREAM_COLLECTOR_RATE_LIMIT_PER_SECOND": "0"})
+        env = {"CLICKSTREAM_COLLECTOR_RATE_LIMIT_PER_SECOND": "0"}
+        if args.sink_flush is not None:
+            env["CLICKSTREAM_SINK_FLUSH_SECONDS"] = str(args.sink_flush)
+        stack = Stack(settings, collector_port=free_port(), extra_env=env)
         stack.start()
         try:
             runs = []
@@ -169,9 +176,11 @@ def main() -> None:
             for n, rate in enumerate(float(r) for r in args.rates.split(",")):
                 pids = _processes(stack)
                 cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
-                t0 = time.monotonic()
+                t0, since_ms = time.monotonic(), int(time.time() * 1000)
                 result = asyncio.run(run_rate(stack, rate, args.seconds, seed=n + 1))
                 wall = time.monotonic() - t0
+                result["raw_to_counter_rows_s"] = asyncio.run(traffic_phases.worker_latency(
+                    stack.bootstrap, settings.topic_prefix, since_ms))
                 used = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
                 result["cpu_share"] = {k: round(v / wall, 2) for k, v in used.items()}
                 result["worker_cpu_us_per_event"] = round(
@@ -181,7 +190,8 @@ def main() -> None:
                 print(f"{rate:>7.0f}/s target, {result['rate_sent']}/s sent: event -> live "
                       f"p50 {lat.get('p50')} s, p99 {lat.get('p99')} s, max {lat.get('max')} s"
                       f" ({result['visible']:,} of {result['events']:,} seen; worker "
-                      f"{result['worker_cpu_us_per_event']} us CPU/event; live request "
+                      f"{result['worker_cpu_us_per_event']} us CPU/event; raw -> counter "
+                      f"rows in Kafka {result['raw_to_counter_rows_s']}; live request "
                       f"{result['live_request_ms']} ms; core shares "
                       f"{result['cpu_share']})", flush=True)
         finally:
@@ -189,6 +199,7 @@ def main() -> None:
     path = write_result("traffic", {
         "what": "event -> visible in GET /v1/stats/{site}/live, embedded stack on one machine",
         "target": "p99 <= 2 s at 5,000 events/s", "seconds_per_rate": args.seconds,
+        "sink_flush_seconds": args.sink_flush or "default",
         "poll_seconds": POLL_SECONDS, "events_per_request": PER_REQUEST, "runs": runs,
         "traffic_windows_cpu": micro})
     print(f"written {path}")

@@ -116,10 +116,12 @@ class TrafficWindows:
         lateness = self.lateness_ms
         counted = bots = internals = late = replayed = 0
         last_p, part = -1, Partition()
+        parts: dict[int, Partition] = {}
         for ctx in ctxs:
             p = ctx.partition
             if p != last_p:  # (also for duplicates: a restored partition resends rows)
-                part, last_p = self._partition(p), p
+                last_p = p
+                part = parts.get(p) or parts.setdefault(p, self._partition(p))
             if ctx.reject_step:
                 continue
             offset, row = ctx.offset, ctx.row
