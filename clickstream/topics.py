@@ -34,9 +34,9 @@ PIPELINE_TOPICS: dict[str, str] = {
     "user (cross-device attribution)",
 }
 
-#: Faust tables of the worker (streams/app.py, streams/identity.py); Faust names their
-#: changelog topics `<worker_id>-<table>-changelog`.
-WORKER_TABLES: tuple[str, ...] = ("visitor-state", "user-state")
+#: Faust tables of the worker (streams/app.py, streams/identity.py, streams/traffic); Faust
+#: names their changelog topics `<worker_id>-<table>-changelog`.
+WORKER_TABLES: tuple[str, ...] = ("visitor-state", "user-state", "traffic-windows")
 
 HOUR_MS = 3_600_000
 
