@@ -160,8 +160,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
             if traffic is not None:
                 deliveries += await traffic.emit(app.producer, traffic_name)
             metrics.batch_done(ctxs)
-            # State (which marks events as seen) is written only after Kafka has every
-            # output of the batch, and acks/offset commits come after that.
+            # Visitor state (which marks events as seen) is written only after Kafka has
+            # every output of the batch, and acks/offset commits come after that. Traffic
+            # counter rows are the exception: they go out in traffic.commit(), after their
+            # window state (streams/traffic/stream.py explains why).
             await asyncio.gather(*deliveries)
             if traffic is not None:  # before the visitor state: see streams/traffic/stream.py
                 await traffic.commit()
