@@ -4,12 +4,13 @@ dashboard panels over N synthetic events (default 10 million) in chDB, next to t
 they replace, with a check that both give the same rows.
 
     python -m bench.store_bench [--rows 10000000] [--write-rows 500000] [--runs 20]
-                                [--load-order time|random]
+                                [--load-order time|random] [--tail 100000] [--write-only]
 
-Data: bench/store_data.py. Events are loaded the way the sink writes them (1M-event steps in
-time order, sessions in two versions, replays), so materialized views fill the rollups as
-they would in production; `--load-order random` spreads every step over the whole period
-(every part then overlaps every other, the worst case for FINAL).
+Data: bench/store_data.py. Events are inserted the way the sink writes them (in time order,
+sessions in two versions, a replay of 0.5 % after each insert), so the materialized views
+fill the rollups as they would in production. Panels are timed in three states (see
+query_part); `--load-order random` spreads every insert over the whole period (every part
+then overlaps every other: the worst case for FINAL).
 """
 
 from __future__ import annotations
@@ -292,38 +293,60 @@ def write_part(store: ChdbStore, rows_n: int, batch: int, reps: int = 3) -> dict
     return result
 
 
-def query_part(store: Store, args: argparse.Namespace, result: dict[str, Any]) -> None:
+TABLES = ("events", "sessions", "conversions", "pages_daily_rollup", "traffic_daily_sessions",
+          "funnel_steps")
+
+
+def query_part(store: ChdbStore, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Three states: right after a bulk load of all but the last day (100k-event inserts:
+    the parts of the newest days are not merged yet, each a day wide, with the replays
+    beside them); live (older data merged, as days of background merges leave it, and the
+    last day written in 5k-event inserts just before); everything merged (OPTIMIZE FINAL)."""
     migrate(store, "bench")
+    visitors = max(1, args.rows // 10)
+    bulk = max(0, args.rows - args.tail)
+    in_time_order = args.load_order == "time"
+    loads = result["load"] = {}
     _, have = store.query_rows("SELECT count() FROM bench.events")
     if have[0][0] == 0:
-        print(f"loading {args.rows:,} events into chDB ({args.load_order} order)", flush=True)
-        c0 = time.process_time()
-        result["load"] = load(store, "bench", args.rows, max(1, args.rows // 10),
-                              args.load_order == "time")
-        result["load"]["cpu_s"] = round(time.process_time() - c0, 1)
-    else:
-        result["load"] = {"reused": str(args.data_dir)}
+        print(f"loading {bulk:,} events into chDB ({args.load_order} order, 100k per insert)",
+              flush=True)
+        loads["bulk"] = load(store, "bench", args.rows, visitors, 0, bulk, 100_000,
+                             in_time_order)
+        print(f"  {loads['bulk']}", flush=True)
+    queries = dashboard_queries("bench")
+    measure(store, "after_bulk_load", queries, args.runs, result)
+    optimize(store, result, "optimize_bulk_s")
+    if have[0][0] == 0:
+        loads["tail"] = load(store, "bench", args.rows, visitors, bulk, args.rows, 5_000,
+                             in_time_order)
+        print(f"  last {args.tail:,} events in 5k-event inserts: {loads['tail']}", flush=True)
     _, counts = store.query_rows(
         "SELECT (SELECT count() FROM bench.events), (SELECT count() FROM bench.sessions),"
         " (SELECT count() FROM bench.conversions), (SELECT count() FROM bench.events FINAL),"
         " (SELECT count() FROM bench.sessions FINAL)")
-    result["load"].update(dict(zip(("events", "sessions", "conversions", "events_final",
-                                    "sessions_final"), counts[0], strict=True)))
-    print(f"  {result['load']}", flush=True)
-    queries = dashboard_queries("bench")
-    result["merge_wait_s"] = wait_for_merges(store, "bench")
-    result["parts_after_merges"] = parts(store)
-    print(f"panels after background merges (parts {result['parts_after_merges']}; "
-          f"{args.runs} runs each):", flush=True)
-    result["queries_after_background_merges"] = time_panels(store, queries, args.runs)
+    result["stored"] = dict(zip(("events", "sessions", "conversions", "events_final",
+                                 "sessions_final"), counts[0], strict=True))
+    print(f"  {result['stored']}", flush=True)
+    measure(store, "live", queries, args.runs, result)
+    optimize(store, result, "optimize_s")
+    measure(store, "merged", queries, args.runs, result)
+
+
+def measure(store: ChdbStore, state: str, queries: dict[str, tuple[str, str | None]],
+            runs: int, result: dict[str, Any]) -> None:
+    result[f"merge_wait_s_{state}"] = wait_for_merges(store, "bench")
+    result[f"parts_{state}"] = parts(store)
+    print(f"panels, {state.replace('_', ' ')} (parts {result[f'parts_{state}']}; {runs} runs "
+          "each):", flush=True)
+    result[f"queries_{state}"] = time_panels(store, queries, runs)
+
+
+def optimize(store: ChdbStore, result: dict[str, Any], key: str) -> None:
     t0 = time.perf_counter()
-    for table in ("events", "sessions", "conversions", "pages_daily_rollup",
-                  "traffic_daily_sessions", "funnel_steps"):
+    for table in TABLES:
         store.execute(f"OPTIMIZE TABLE bench.{table} FINAL")
-    result["optimize_s"] = round(time.perf_counter() - t0, 1)
-    print(f"panels, partitions merged (OPTIMIZE FINAL took {result['optimize_s']} s):",
-          flush=True)
-    result["queries_merged"] = time_panels(store, queries, args.runs)
+    result[key] = round(time.perf_counter() - t0, 1)
 
 
 def parts(store: Store) -> dict[str, int]:
@@ -340,6 +363,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20, help="timed runs per query")
     ap.add_argument("--load-order", choices=("time", "random"), default="time")
     ap.add_argument("--write-only", action="store_true", help="only the write part")
+    ap.add_argument("--tail", type=int, default=100_000,
+                    help="events written last, in small inserts (the live state)")
     ap.add_argument("--out", default="store", help="results file name (bench/results/NAME.json)")
     ap.add_argument("--data-dir", type=Path, default=None,
                     help="keep the chDB data here and reuse loaded events on the next run")
@@ -358,7 +383,7 @@ def main() -> None:
             store.close()
     result["target_rows_per_cpu_s"] = 200_000
     result["target_p95_ms"] = 200
-    for state in () if args.write_only else ("after_background_merges", "merged"):
+    for state in () if args.write_only else ("after_bulk_load", "live", "merged"):
         panels = result[f"queries_{state}"].values()
         result[f"worst_p95_ms_{state}"] = max(q["p95_ms"] for q in panels)
         result[f"worst_replaced_p95_ms_{state}"] = max(

@@ -107,18 +107,19 @@ def session_select(source: str, first_version: bool) -> str:
             f"FROM {source} WHERE is_bot = 0 GROUP BY session_id")
 
 
-def load(store: Store, db: str, rows: int, visitors: int, in_time_order: bool = True,
-         step: int = 100_000) -> dict[str, Any]:
-    """Fill events, sessions and conversions the way the sink does, `step` events at a time
-    (the sink inserts up to 50k rows per table and flush): the events; the first version of
-    their sessions; a replay of 0.5 % of the events; the final version of the sessions; the
-    conversions. Each is one insert, so materialized views run as they would."""
+def load(store: Store, db: str, rows: int, visitors: int, first: int, last: int,
+         step: int, in_time_order: bool = True) -> dict[str, Any]:
+    """Fill events first..last of `rows` (and their sessions and conversions) the way the
+    sink does, `step` events at a time: the events; the first version of their sessions; a
+    replay of 0.5 % of the events; the final version of the sessions; the conversions. Each
+    is one insert, so the materialized views run as they would."""
     t0 = time.perf_counter()
-    store.execute(f"CREATE TABLE IF NOT EXISTS {db}.bench_chunk AS {db}.events "
+    chunk = f"{db}.bench_chunk"
+    store.execute(f"CREATE TABLE IF NOT EXISTS {chunk} AS {db}.events "
                   "ENGINE = MergeTree ORDER BY tuple()")
-    for offset in range(0, rows, step):
-        chunk = f"{db}.bench_chunk"
-        generate = event_select(offset, min(step, rows - offset), visitors, rows, in_time_order)
+    for offset in range(first, last, step):
+        generate = event_select(offset, min(step, last - offset), visitors, rows,
+                                in_time_order)
         store.execute(f"TRUNCATE TABLE {chunk}")
         store.execute(f"INSERT INTO {chunk} ({EVENT_COLUMNS}) {generate}")
         store.execute(f"INSERT INTO {db}.events SELECT * FROM {chunk}")
@@ -134,9 +135,10 @@ INSERT INTO {db}.conversions (conversion_id, site_id, visitor_id, ts, name, reve
 SELECT event_id, site_id, visitor_id, ts, name, revenue, currency, toString(event_id),
   session_id, 1, channel, channel, [channel]
 FROM {chunk} WHERE type = 'conversion' AND is_bot = 0""")
-    store.execute(f"DROP TABLE {db}.bench_chunk SYNC")
-    return {"load_s": round(time.perf_counter() - t0, 1), "step_events": step,
-            "order": "time" if in_time_order else "random"}
+    store.execute(f"DROP TABLE {chunk} SYNC")
+    return {"events": last - first, "step_events": step,
+            "order": "time" if in_time_order else "random",
+            "load_s": round(time.perf_counter() - t0, 1)}
 
 
 def sink_rows(store: Store, db: str, events: int) -> dict[str, list[bytes]]:
