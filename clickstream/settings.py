@@ -208,6 +208,12 @@ class WorkerSettings(CommonSettings):
     worker_batch_seconds: float = Field(
         default=0.2, gt=0, description="Longest wait to fill a batch."
     )
+    worker_fetch_wait_ms: int = Field(
+        default=200, ge=1, le=10_000,
+        description="Longest wait of a worker fetch on the embedded broker (Tansu answers "
+        "an empty fetch after about half of it, even when records arrive meanwhile): shorter "
+        "means fresher live numbers, longer fewer idle requests. Faust's own is 1,500 ms.",
+    )
     worker_traffic_windows: bool = Field(
         default=True,
         description="Keep the real-time traffic windows (traffic_1m and the live view) in "
@@ -303,6 +309,11 @@ class SinkSettings(CommonSettings):
     )
     sink_flush_seconds: float = Field(
         default=1.0, gt=0, description="Flush at least this often when rows are buffered."
+    )
+    sink_traffic_flush_seconds: float = Field(
+        default=0.25, gt=0,
+        description="Flush interval of the traffic windows' rows (traffic_1m and the live "
+        "view): small rows, flushed more often than the large tables.",
     )
     sink_port: int = Field(
         default=8124, ge=0, le=65535,

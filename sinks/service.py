@@ -47,6 +47,8 @@ class SinkService:
         self.writer = BatchWriter(
             self.store, max_rows=settings.sink_batch_rows,
             flush_seconds=settings.sink_flush_seconds,
+            table_flush_seconds={self.tables[settings.topic("traffic")]:
+                                 settings.sink_traffic_flush_seconds},
             max_retry_seconds=settings.sink_max_retry_seconds,
             dead_letter_table=f"{settings.database}.invalid_events",
             stopping=self._stopping.is_set,
@@ -64,6 +66,9 @@ class SinkService:
             session_timeout_ms=6000 if self.settings.embedded_broker else 30000,
             heartbeat_interval_ms=1000 if self.settings.embedded_broker else 3000,
             fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+            # Tansu answers a fetch that finds no data after about half this wait, even
+            # when records arrive meanwhile: keep it short so the live view's rows are quick
+            fetch_max_wait_ms=100 if self.settings.embedded_broker else 500,
         )
         await self.consumer.start()
         lag_task = asyncio.create_task(self._report_lag())
@@ -78,8 +83,9 @@ class SinkService:
     async def _consume(self) -> None:
         assert self.consumer is not None
         while not self._stopping.is_set():
-            if self.writer.due():
-                await self._flush_and_commit()
+            due = self.writer.due_tables()
+            if due:
+                await self._flush_and_commit(due)
             timeout_ms = max(10, int(self.writer.seconds_until_due() * 1000))
             room = max(1, self.settings.sink_batch_rows - self.writer.buffered)
             batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=room)
@@ -97,12 +103,20 @@ class SinkService:
                     self.writer.write(self.tables[tp.topic], rows, origin, arrow)
                 self._pending[tp] = last + 1
 
-    async def _flush_and_commit(self) -> None:
+    async def _flush_and_commit(self, tables: list[str] | None = None) -> None:
+        """Flush the given tables (else all) and commit the offsets of their topics."""
         assert self.consumer is not None
         if self.writer.buffered:
-            await self.writer.flush()
-        if self._pending:
+            await self.writer.flush(tables)
+        if tables is None:
             offsets, self._pending = self._pending, {}
+        else:
+            offsets = {tp: n for tp, n in self._pending.items()  # nothing of it left buffered
+                       if self.tables[tp.topic] in tables
+                       or not self.writer.holds(self.tables[tp.topic])}
+            for tp in offsets:
+                del self._pending[tp]
+        if offsets:
             await self.consumer.commit(offsets)
 
     async def _report_lag(self) -> None:

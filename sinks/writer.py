@@ -43,6 +43,7 @@ class _Buffer:
     tables: list[pa.Table] = field(default_factory=list)  # Arrow rows
     arrow_rows: int = 0
     origins: list[str] = field(default_factory=list)  # "topic/partition/first-last" ranges
+    started: float | None = None  # monotonic time of the first row since the last flush
 
     def __len__(self) -> int:
         return len(self.rows) + self.arrow_rows
@@ -60,14 +61,18 @@ class _Buffer:
 
 @dataclass
 class BatchWriter:
+    """Buffers rows per table and inserts them in batches. A table is due once it has held
+    rows for its flush interval (`table_flush_seconds`, else `flush_seconds`): the live
+    view's table can flush more often than the large ones."""
+
     store: Store
     max_rows: int = 50_000
     flush_seconds: float = 1.0
     max_retry_seconds: float = 30.0
     dead_letter_table: str = ""
     stopping: Callable[[], bool] = lambda: False
+    table_flush_seconds: dict[str, float] = field(default_factory=dict)
     _buffers: dict[str, _Buffer] = field(default_factory=dict)
-    _first_at: float | None = None
 
     @property
     def buffered(self) -> int:
@@ -89,35 +94,51 @@ class BatchWriter:
                 buf.tables.append(data)
                 buf.arrow_rows += data.num_rows
                 added += data.num_rows
-        self._started(added)
+        if buf.started is None and added:
+            buf.started = time.monotonic()
 
-    def _started(self, rows: int) -> None:
-        if self._first_at is None and rows:
-            self._first_at = time.monotonic()
+    def holds(self, table: str) -> bool:
+        """Whether rows for the table wait in the buffer."""
+        buf = self._buffers.get(table)
+        return buf is not None and len(buf) > 0
+
+    def _left(self, table: str, buf: _Buffer, now: float) -> float:
+        """Seconds until the table is due (<= 0: due)."""
+        if buf.started is None:
+            return float("inf")
+        return self.table_flush_seconds.get(table, self.flush_seconds) - (now - buf.started)
+
+    def due_tables(self) -> list[str]:
+        """Tables to flush now: all of them over the batch size, else those whose rows have
+        waited their flush interval."""
+        if self.buffered >= self.max_rows:
+            return [t for t, b in self._buffers.items() if len(b)]
+        now = time.monotonic()
+        return [t for t, b in self._buffers.items() if self._left(t, b, now) <= 0]
 
     def due(self) -> bool:
-        if self.buffered >= self.max_rows:
-            return True
-        return self._first_at is not None and (
-            time.monotonic() - self._first_at >= self.flush_seconds
-        )
+        return bool(self.due_tables())
 
     def seconds_until_due(self) -> float:
-        if self._first_at is None:
-            return self.flush_seconds
-        return max(0.0, self.flush_seconds - (time.monotonic() - self._first_at))
+        now = time.monotonic()
+        left = min((self._left(t, b, now) for t, b in self._buffers.items()),
+                   default=float("inf"))
+        return self.flush_seconds if left == float("inf") else max(0.0, left)
 
-    async def flush(self) -> int:
-        """Insert everything buffered; returns rows written. Retries until ClickHouse takes
-        the rows (or the service stops, raising StoreError so offsets are not committed)."""
+    async def flush(self, tables: Sequence[str] | None = None) -> int:
+        """Insert what is buffered (for the given tables, else all); returns rows written.
+        Retries until ClickHouse takes the rows (or the service stops, raising StoreError
+        so offsets are not committed)."""
         written = 0
-        for table, buf in list(self._buffers.items()):
+        for table in list(self._buffers) if tables is None else tables:
+            buf = self._buffers.get(table)
+            if buf is None:
+                continue
             token = hashlib.sha1("|".join(buf.origins).encode()).hexdigest() \
                 if buf.origins else None
             for batch, batch_token in buf.batches(token):
                 written += await self._insert_with_retries(table, batch, batch_token)
             del self._buffers[table]
-        self._first_at = None
         return written
 
     async def _insert_with_retries(self, table: str, batch: Batch, token: str | None) -> int:

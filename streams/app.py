@@ -82,6 +82,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         stream_buffer_maxsize=max(4096, settings.worker_batch_size * 2),
         **extra,
     )
+    app.fetch_wait_ms = settings.worker_fetch_wait_ms  # type: ignore[attr-defined]
     if settings.worker_faust_metrics:
         # Faust's own sensor: per-message counters and latencies under clickstream_worker_faust_*
         # (costs CPU on every message; off by default on the hot path).

@@ -69,6 +69,29 @@ def test_flush_is_due_on_size_and_on_time(store: ChdbStore) -> None:
     assert writer.buffered == 0 and not writer.due()
 
 
+def test_a_table_with_its_own_interval_flushes_alone(store: ChdbStore) -> None:
+    """The live view's table flushes on its shorter interval; the others keep theirs and
+    stay buffered (so their offsets are not committed yet)."""
+    live = f"{DB}.invalid_events"
+    writer = BatchWriter(store, max_rows=1000, flush_seconds=60,
+                         table_flush_seconds={live: 0.1})
+    writer.write(f"{DB}.events", [row() for _ in range(5)], origin="e/0/0-4")
+    assert writer.seconds_until_due() > 1
+    now = ms_to_text(now_ms())
+    writer.write(live, [orjson.dumps({"processor": "t", "reason": "r", "payload": "p",
+                                      "received_at": now, "failed_at": now})],
+                 origin="i/0/0-0")
+    assert 0 < writer.seconds_until_due() <= 0.1
+    asyncio.run(asyncio.sleep(0.15))
+    assert writer.due_tables() == [live]
+    assert asyncio.run(writer.flush(writer.due_tables())) == 1
+    assert writer.holds(f"{DB}.events") and not writer.holds(live)
+    assert writer.buffered == 5 and not writer.due()
+    _, n = store.query_rows(f"SELECT (SELECT count() FROM {DB}.events), "
+                            f"(SELECT count() FROM {DB}.invalid_events)")
+    assert n == [[0, 1]]
+
+
 def test_same_insert_token_is_not_written_twice(store: ChdbStore) -> None:
     rows = [row() for _ in range(20)]
     for _ in range(2):  # a retry of the same Kafka offset range after a lost reply
