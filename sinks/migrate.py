@@ -57,6 +57,11 @@ TTL_TABLES: dict[str, tuple[str, str]] = {
     "attribution": ("conversion_ts", "attribution_ttl_days"),
     "traffic_1m": ("window_start", "rollup_ttl_days"),
     "traffic_visitors_1m": ("window_start", "rollup_ttl_days"),
+    # the daily rollups of 0008 keep what their source tables keep (they hold hashes of
+    # visitor and session ids and event ids, which must not outlive the rows they come from)
+    "pages_daily_rollup": ("day", "events_ttl_days"),
+    "traffic_daily_sessions": ("day", "sessions_ttl_days"),
+    "funnel_steps": ("ts", "events_ttl_days"),
 }
 _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
 

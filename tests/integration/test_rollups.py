@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
+from clickstream.settings import CommonSettings
 from schemas.timefmt import ms_to_text, now_ms
-from sinks.migrate import migrate
+from sinks.migrate import TTL_TABLES, apply_ttl, available, default_params, migrate
 from sinks.store import ChdbStore
 from sinks.writer import BatchWriter
 
@@ -188,3 +190,34 @@ def test_uniq_of_the_visitor_hash_is_uniq_of_the_id(store: ChdbStore) -> None:
         "SELECT uniq(s) = uniq(cityHash64(s)), uniq(s) > 65536 FROM (SELECT concat('v', "
         "toString(cityHash64(number) % 3000000)) AS s FROM numbers(400000))")
     assert got == [[True, True]]
+
+
+def test_every_table_with_a_ttl_follows_its_setting(store: ChdbStore) -> None:
+    """Each table a migration creates with a TTL is in TTL_TABLES with the TTL's column, and
+    apply_ttl changes the rollups' retention with the settings of their source tables."""
+    params = default_params("ttl", CommonSettings())
+    created = {m.group(1): m.group(2) for mig in available() for sql in mig.statements(params)
+               if (m := re.match(r"CREATE TABLE IF NOT EXISTS ttl\.(\w+).*\nTTL "
+                                 r"toDateTime\((\w+)\)", sql, re.S))}
+    assert created == {table: column for table, (column, _) in TTL_TABLES.items()}
+    db = "ttl"
+    try:
+        migrate(store, db, default_params(db, CommonSettings(events_ttl_days=30,
+                                                             sessions_ttl_days=60)))
+
+        def days() -> dict[str, str]:
+            _, rows = store.query_rows(
+                "SELECT name, extract(engine_full, 'toIntervalDay\\\\((\\\\d+)\\\\)') FROM "
+                f"system.tables WHERE database = '{db}' AND name IN ('pages_daily_rollup', "
+                "'traffic_daily_sessions', 'funnel_steps')")
+            return dict(rows)
+
+        assert days() == {"pages_daily_rollup": "30", "traffic_daily_sessions": "60",
+                          "funnel_steps": "30"}
+        changed = apply_ttl(store, db, default_params(db, CommonSettings(
+            events_ttl_days=45, sessions_ttl_days=0)))
+        assert {"pages_daily_rollup", "traffic_daily_sessions", "funnel_steps"} <= set(changed)
+        assert days() == {"pages_daily_rollup": "45", "traffic_daily_sessions": "",
+                          "funnel_steps": "45"}
+    finally:
+        store.execute(f"DROP DATABASE IF EXISTS {db} SYNC")
