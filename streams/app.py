@@ -28,6 +28,7 @@ from streams import kafka_compat, ndjson
 from streams.attribution.stream import Attributor
 from streams.batch_send import BatchSender
 from streams.enrichment import Enricher
+from streams.expiry import retention
 from streams.identity import identity_key, register_identity_agent
 from streams.metrics import WorkerMetrics, watch_consumer_lag
 from streams.pipeline import Ctx, Pipeline, Step
@@ -36,12 +37,14 @@ from streams.sessions import SessionRules
 from streams.site_options import load_site_options
 from streams.state import VisitorStateTable
 from streams.steps import default_steps, expand
+from streams.sweep import VisitorSweep
 from streams.traffic.stream import create_traffic
 from streams.visitor import SaltStore
 
 log = logging.getLogger(__name__)
 
 PROCESSOR = "streams.enrich"
+SWEEP_EVERY_S = 10.0  # one slice of each owned partition's visitor states per tick
 
 
 def broker_url(settings: WorkerSettings) -> str:
@@ -118,9 +121,13 @@ def create_app(settings: WorkerSettings) -> faust.App:
                           for site, o in site_options.items() if o.attribution_lookback_days},
         site_goals={site: o.goals for site, o in site_options.items() if o.goals is not None},
     )
+    site_rules = {site: o.session_rules(rules) for site, o in site_options.items()}
     sessionizer = Sessionizer(visitors, rules, settings.dedup_window_minutes * 60_000,
-                              attributor, {site: o.session_rules(rules)
-                                           for site, o in site_options.items()})
+                              attributor, site_rules)
+    sweep = VisitorSweep(visitors, retention(
+        settings.dedup_window_minutes * 60_000, [rules, *site_rules.values()],
+        [attributor.lookback_ms, *attributor.site_lookback_ms.values()]),
+        sessionizer.watermarks, sessionizer.in_batch)
     # one-minute traffic windows (streams/traffic), unless switched off
     traffic = create_traffic(app, settings) if settings.worker_traffic_windows else None
     traffic_name = settings.topic("traffic")
@@ -200,6 +207,15 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 (None, chunk) for chunk in ndjson.chunks(rows)))
         return deliveries
 
+    @app.timer(interval=SWEEP_EVERY_S)
+    async def sweep_visitor_state() -> None:
+        """Trim or delete expired visitor states of the partitions this worker owns."""
+        if app.rebalancing:
+            return
+        raw_name = raw_topic.get_topic_name()
+        await sweep.step({tp.partition for tp in app.assignor.assigned_actives()
+                          if tp.topic == raw_name})
+
     sessions_name = sessions_topic.get_topic_name()
     conversions_name = conversions_topic.get_topic_name()
     attribution_name = attribution_topic.get_topic_name()
@@ -226,4 +242,5 @@ def create_app(settings: WorkerSettings) -> faust.App:
         return web.json(visitors.summary())
 
     app.clickstream_pipeline = pipeline  # type: ignore[attr-defined]
+    app.clickstream_sweep = sweep  # type: ignore[attr-defined]
     return app

@@ -36,6 +36,12 @@ class Sessionizer:
         self._batch: dict[bytes, tuple[int, dict[str, Any]]] = {}
         self.identity: list[dict[str, Any]] = []  # records for the user-keyed agent
         self._dirty: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        #: per partition, the newest receive time seen (streams/sweep.py expires by it)
+        self.watermarks: dict[int, int] = {}
+
+    def in_batch(self, key: bytes) -> bool:
+        """The current batch holds this visitor's state (and will write it)."""
+        return key in self._batch
 
     def begin_batch(self) -> None:
         self._batch.clear()
@@ -55,7 +61,10 @@ class Sessionizer:
         row = ctx.row
         visitor_key = f"{row['site_id']}|{row['visitor_id']}"
         state = self._state(visitor_key.encode(), ctx.partition)
-        self._dedup(state, row["event_id"], ctx.envelope["received_at"])
+        received = ctx.envelope["received_at"]
+        if received > self.watermarks.get(ctx.partition, 0):
+            self.watermarks[ctx.partition] = received
+        self._dedup(state, row["event_id"], received)
         ts = row["_ts_ms"]
         state["n"] += 1
         state["first"] = min(state["first"] or ts, ts)
@@ -87,13 +96,18 @@ class Sessionizer:
     def _dedup(self, state: dict[str, Any], event_id: str, received: int) -> None:
         seen: dict[str, int] = state.setdefault("seen", {})
         h = event_id.replace("-", "")[:16]
-        if h in seen:
-            raise Reject("duplicate: event_id seen before")
+        floor = received - self.dedup_window_ms
+        # within the window only: whether an older entry is still there depends on when
+        # it was pruned (here, or by the state sweep), and results must not
+        first = seen.get(h)
+        if first is not None:
+            if first >= floor:
+                raise Reject("duplicate: event_id seen before")
+            del seen[h]  # (re-added last: the dict stays oldest first)
         seen[h] = received
         # Pruned oldest first, so the first entry is (nearly always) the oldest: checking it
         # alone is enough to bound the dict; an entry received out of order is kept a
         # little longer, never dropped early.
-        floor = received - self.dedup_window_ms
         if len(seen) > SEEN_CAP or next(iter(seen.values())) < floor:
             kept = sorted((t, k) for k, t in seen.items() if t >= floor)
             state["seen"] = {k: t for t, k in kept[-SEEN_CAP:]}

@@ -9,7 +9,7 @@ visitor always lives in one partition, and the changelog partition matches it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import faust
@@ -27,6 +27,9 @@ def put_in_partition(store: Any, key: bytes, value: bytes, partition: int) -> No
     db_for = getattr(store, "_db_for_partition", None)
     if db_for is None:
         store[key] = value
+        # what the memory store learns of keys restored from the changelog: it drops
+        # revoked partitions' keys by it, and the state sweep finds a key's partition
+        store._key_partition[key] = partition
         return
     encoded = store._encode_key(key)
     store._key_index[encoded] = partition
@@ -38,6 +41,7 @@ def delete_in_partition(store: Any, key: bytes, partition: int) -> None:
     db_for = getattr(store, "_db_for_partition", None)
     if db_for is None:
         store.pop(key, None)
+        store._key_partition.pop(key, None)
         return
     encoded = store._encode_key(key)
     store._key_index.pop(encoded, None)
@@ -64,6 +68,37 @@ def get_in_partition(store: Any, key: bytes, partition: int | None) -> bytes | N
     return None if raw is None else store._decode_value(raw)  # type: ignore[no-any-return]
 
 
+def partition_slices(store: Any, partition: int, size: int
+                     ) -> Iterator[list[tuple[bytes, bytes]]]:
+    """`partition`'s (key, value) pairs, `size` at a time, for walking a partition between
+    batches. RocksDB: each slice seeks past the last key afresh (an open iterator would pin
+    memtables and files); memory: over the keys the partition had when the walk began."""
+    db_for = getattr(store, "_db_for_partition", None)
+    if db_for is None:
+        keys = [k for k, p in store._key_partition.items() if p == partition]
+        for i in range(0, len(keys), size):
+            got = ((k, store.data.get(k)) for k in keys[i:i + size])
+            yield [(k, v) for k, v in got if v is not None]
+        return
+    after: bytes | None = None
+    skip = store.offset_key
+    while True:
+        db = db_for(partition)
+        items = db.items(from_key=after) if after is not None else db.items()
+        chunk = []
+        for key, raw in items:
+            if key in (after, skip):
+                continue
+            chunk.append((store._decode_key(key), store._decode_value(raw)))
+            if len(chunk) >= size:
+                break
+        del items
+        if not chunk:
+            return
+        after = store._encode_key(chunk[-1][0])
+        yield chunk
+
+
 class VisitorStateTable:
     """Visitor key (site|visitor) -> JSON state (see streams/sessionize.py)."""
 
@@ -79,18 +114,23 @@ class VisitorStateTable:
         raw = get_in_partition(self.table.data, key, partition)
         return orjson.loads(raw) if raw else None
 
-    async def put_many(self, items: Iterable[tuple[bytes, int, dict[str, Any]]]) -> int:
-        """Store states locally and write their changelog records as whole batches per
-        partition (Faust's own path sends one record at a time, and its 100-message send
-        buffer would warn on every batch). Returns how many were written; Faust flushes the
-        producer before it commits offsets, so they are in Kafka before the input is
-        marked done."""
+    async def put_many(self, items: Iterable[tuple[bytes, int, dict[str, Any] | None]]
+                       ) -> int:
+        """Store states (None: delete) locally and write their changelog records (None: a
+        tombstone) as whole batches per partition (Faust's own path sends one record at a
+        time, and its 100-message send buffer would warn on every batch). Returns how many
+        were written; Faust flushes the producer before it commits offsets, so they are in
+        Kafka before the input is marked done."""
         topic = self.table.changelog_topic.get_topic_name()
         store = self.table.data
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, partition, state in items:
-            value = orjson.dumps(state)
-            put_in_partition(store, key, value, partition)
+            if state is None:
+                delete_in_partition(store, key, partition)
+                value = None
+            else:
+                value = orjson.dumps(state)
+                put_in_partition(store, key, value, partition)
             by_partition.setdefault(partition, []).append((key, value))
         persisted = remember_persisted(store)
         for partition, records in by_partition.items():
