@@ -10,7 +10,15 @@ Per statement:
   local tables, so it fires on the shard that receives the rows.
 - ALTER TABLE: ON CLUSTER on the local table; column changes also on the Distributed table.
 - DROP / TRUNCATE / OPTIMIZE / DELETE: ON CLUSTER, on the local table where there is one.
-- CREATE DATABASE / FUNCTION: ON CLUSTER. INSERT: unchanged (runs once, through Distributed).
+- CREATE DATABASE / FUNCTION: ON CLUSTER.
+- INSERT ... SELECT from one table of the migrations into another that a materialized view
+  derives from it (a backfill), or that is sharded alike: shard by shard, each shard from its
+  local source into its local target (parallel_distributed_insert_select = 2), so backfilled
+  rows sit where the view writes the rows of the same source rows. Through the Distributed
+  table they would go by the target's own key: a session still growing across the migration
+  would then have its old versions on one shard and its new ones on another, and FINAL
+  (per shard) would count it twice. Any other INSERT: unchanged (runs once, through
+  Distributed).
 Anything else raises ClusterError naming the migration: extend this module, never guess.
 """
 
@@ -23,6 +31,7 @@ from itertools import pairwise
 from sinks.cluster_sql import (
     Name,
     Token,
+    closing,
     quote_name,
     quote_string,
     read_name,
@@ -52,6 +61,8 @@ _LOCAL_COMMANDS = {
     ("RESET", "SETTING"), ("MODIFY", "ORDER"), ("MATERIALIZE", "COLUMN"),
     ("CLEAR", "COLUMN"), ("DELETE", "WHERE"), ("UPDATE",), ("DROP", "PARTITION"),
 }
+#: Runs an INSERT ... SELECT between two Distributed tables on every shard, local to local.
+SHARD_LOCAL = "parallel_distributed_insert_select = 2"
 
 
 class ClusterError(ValueError):
@@ -68,6 +79,8 @@ class ClusterRenderer:
     replacing: set[str] = field(default_factory=set)  # tables whose rows replace by key
     #: Null tables whose Distributed table waits for the materialized view reading them.
     pending: dict[str, ClusterTable] = field(default_factory=dict)
+    #: (source, target) of each materialized view: target rows live on the source's shards.
+    derived: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def on_cluster(self) -> str:
@@ -109,7 +122,7 @@ class ClusterRenderer:
         if lead[:2] in (("TRUNCATE", "TABLE"), ("OPTIMIZE", "TABLE"), ("DELETE", "FROM")):
             return [self._local(sql, tokens, 2, required=lead[0] != "TRUNCATE")]
         if lead[:2] == ("INSERT", "INTO"):
-            return [sql]
+            return [self._insert(sql, tokens)]
         raise UnsupportedStatement(f"{' '.join(lead[:3])} has no known cluster form")
 
     def _table(self, table: ClusterTable) -> list[str]:
@@ -196,7 +209,29 @@ class ClusterRenderer:
         edits = [(t.start, t.end, quote_name(t.name + SUFFIX)) for t in renamed]
         last = tokens[name.last]
         edits.append((last.end, last.end, self.on_cluster))
+        self.derived.add((source, target.table))
         return [splice(sql, edits), *self._feeds(sources, target.table)]
+
+    def _insert(self, sql: str, tokens: list[Token]) -> str:
+        """A backfill (INSERT ... SELECT from the one table a materialized view derives the
+        target from, or from a table sharded alike) runs shard by shard; others unchanged."""
+        target = read_name(tokens, 2)
+        if target is None or target.table not in self.keys:
+            return sql
+        at = target.last + 1
+        if at < len(tokens) and tokens[at].text == "(":
+            at = closing(tokens, at) + 1
+        if at >= len(tokens) or not tokens[at].is_word("SELECT"):
+            return sql
+        sources = {t.name for t in tokens[at:] if t.kind in ("word", "ident")
+                   and t.name in self.keys and _qualified(tokens, t)}
+        if len(sources) != 1:
+            return sql
+        source = sources.pop()
+        if ((source, target.table) not in self.derived
+                and self.keys[source] != self.keys[target.table]):
+            return sql
+        return splice(sql, [(tokens[at].start, tokens[at].start, f"SETTINGS {SHARD_LOCAL} ")])
 
     def _alter(self, sql: str, tokens: list[Token]) -> list[str]:
         name = self._name(tokens, 2)

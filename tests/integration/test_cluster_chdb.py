@@ -8,6 +8,7 @@ a cluster, tests/integration/chdb_cluster.py), as far as one process can go:
 - the same schema with unreplicated engines takes the sink's inserts through the
   Distributed tables: the insert token deduplicates across the hop, replays collapse with
   FINAL, materialized views fire on the local tables, views count right;
+- the migrations' backfills of rollups run shard by shard (local source to local target);
 - deploy/clickhouse/cluster/config.d/cluster.xml loads: 2 shards x 2 replicas, macros.
 
 Not here (no ClickHouse server, Keeper or Docker on this machine): ON CLUSTER fan-out,
@@ -183,6 +184,33 @@ def test_sink_inserts_through_the_distributed_tables_stay_idempotent(tmp_path: P
     assert out[14].splitlines() == ["2", "1", "0", "0"]
     assert out[15] == "15"
     assert out[16] == out[17]  # the sink's column list (DESCRIBE) is the local table's
+
+
+def test_backfills_run_shard_by_shard(tmp_path: Path) -> None:
+    """0008's backfills run on every shard from its local events into its local rollup,
+    where the materialized views write (not through the Distributed table, which would put
+    rows by the rollup's own key). Both shards of this node are the same tables, so a GROUP
+    BY run per shard writes its groups once per shard, and one run through the Distributed
+    table reads both shards and writes each group once. The session starts with the setting
+    ClickHouse 23.8 has by default (0; chDB's newer engine defaults to 2)."""
+    schema = [unreplicated(s) for s in cluster_statements()]
+    fill = next(s for s in schema if s.startswith(f"INSERT INTO {DB}.pages_daily_rollup"))
+    through_distributed = fill.replace("SETTINGS parallel_distributed_insert_select = 2 ", "")
+    assert through_distributed != fill
+    events = [{"event_id": f"00000000-0000-0000-0000-00000000000{i}", "site_id": "s",
+               "type": "pageview", "path": p, "host": "h", "visitor_id": v,
+               "session_id": f"{v}-1", "session_seq": n, "ts": f"{DAY} 1{i}:00:00"}
+              for i, (v, p, n) in enumerate([("v1", "/", 1), ("v1", "/buy", 2),
+                                             ("v2", "/", 1), ("v2", "/buy", 2)], 1)]
+    count = f"SELECT count() FROM {DB}.pages_daily_rollup_local"
+    steps = [insert("events", events, "b-1"), count, fill, count, through_distributed, count]
+    results = run(["SET parallel_distributed_insert_select = 0", *schema, *steps], tmp_path)
+    for sql, r in zip(["SET", *schema, *steps], results, strict=True):
+        assert r["ok"], f"{sql[:200]}\n-> {r['error'][:500]}"
+    out = [r["out"].strip() for r in results[-len(steps):]]
+    # the view: 2 groups in each shard's block (4); the backfill: 2 groups on each shard
+    # (+4); through the Distributed table: the 2 groups once (+2)
+    assert (out[1], out[3], out[5]) == ("4", "8", "10")
 
 
 def test_deploy_cluster_config_loads_into_clickhouse(tmp_path: Path,

@@ -82,7 +82,7 @@ def test_every_ddl_runs_on_cluster(formatted: list[str], single: list[str]) -> N
     missing = [f[:120] for f in ddl if not ON_CLUSTER.match(f)]
     assert not missing, missing
     others = {f.split()[0] for f in formatted if not DDL.match(f)}
-    assert others <= {"INSERT"}  # migrations' own data moves run once, through Distributed
+    assert others <= {"INSERT"}  # the migrations' own data moves (backfills)
 
 
 def test_every_mergetree_engine_is_replicated(formatted: list[str],
@@ -367,6 +367,38 @@ def test_materialized_view_fires_on_the_local_tables() -> None:
     assert out[6].startswith("CREATE TABLE db.entry ON CLUSTER 'c' AS db.entry_local\n"
                              "ENGINE = Distributed('c', 'db', 'entry_local', "
                              "cityHash64(site_id, d))")
+
+
+def test_backfills_run_shard_by_shard() -> None:
+    """A backfill of a view's target from the view's source (or between tables sharded
+    alike) runs on every shard, local to local, where the view puts the same rows; other
+    INSERTs run once, through the Distributed tables."""
+    mv = "CREATE MATERIALIZED VIEW db.mv TO db.r AS SELECT site_id, today() AS d, n FROM db.t"
+    fill = "INSERT INTO db.r SELECT site_id, today(), n FROM db.t"
+    out = render(TABLE, ROLLUP, mv, fill, "INSERT INTO db.r (site_id, n) SELECT site_id, n "
+                 "FROM db.t FINAL", TABLE.replace("db.t", "db.t2"),
+                 "INSERT INTO db.t2 SELECT * FROM db.t", "INSERT INTO db.t SELECT * FROM db.r",
+                 "INSERT INTO db.r VALUES ('s', today(), 1)")
+    assert out[5:7] == [
+        "INSERT INTO db.r SETTINGS parallel_distributed_insert_select = 2 SELECT site_id, "
+        "today(), n FROM db.t",
+        "INSERT INTO db.r (site_id, n) SETTINGS parallel_distributed_insert_select = 2 "
+        "SELECT site_id, n FROM db.t FINAL"]
+    assert out[9] == ("INSERT INTO db.t2 SETTINGS parallel_distributed_insert_select = 2 "
+                      "SELECT * FROM db.t")  # same sharding key: same shards either way
+    assert out[10:] == ["INSERT INTO db.t SELECT * FROM db.r",  # no view: by t's own key
+                        "INSERT INTO db.r VALUES ('s', today(), 1)"]
+    assert render(ROLLUP, fill) == [*render(ROLLUP), fill]  # db.t is no table of these
+
+
+def test_shipped_backfills_of_views_run_shard_by_shard(clustered: list[str]) -> None:
+    fills = {re.match(r"INSERT INTO \w+\.(\w+)", s).group(1): s for s in clustered
+             if s.startswith("INSERT") and "schema_migrations" not in s}
+    assert set(fills) == {"traffic_visitors_1m", "pages_daily_rollup",
+                          "traffic_daily_sessions", "funnel_steps"}
+    for table, sql in fills.items():
+        assert re.match(rf"INSERT INTO {DB}\.{table}\s+SETTINGS "
+                        r"parallel_distributed_insert_select = 2 SELECT ", sql), sql
 
 
 @pytest.mark.parametrize("statements, message", [
