@@ -9,6 +9,14 @@ every ClickHouse query against chDB and checks every Prometheus metric exists.
 SQL rules (docs/sessions.md, docs/attribution.md): the tables are ReplacingMergeTree, so
 counts read them with FINAL; sessions by `started_at`, conversions by `ts`, attribution by
 `conversion_ts`; bots (`is_bot = 1`) are left out of traffic figures.
+
+Figures that add up over days (pageviews, sessions, bounces, conversions) read the daily
+rollup views (traffic_daily, pages_daily: migration 0008) over the whole UTC days of the
+time range (`$__dateFilter`) instead of scanning events or sessions; the dashboards use UTC
+and start their default range at midnight, so these give the numbers the scans gave
+(tests/integration/test_dashboards.py compares them). Unique visitors over a range, time
+series and the live panel still read events and sessions: a sum of daily uniques is not the
+range's unique count.
 """
 
 from __future__ import annotations
@@ -27,6 +35,10 @@ EVENTS = f"FROM clickstream.events FINAL WHERE {SITE} AND $__timeFilter(ts) AND 
 SESSIONS = f"FROM clickstream.sessions FINAL WHERE {SITE} AND $__timeFilter(started_at)"
 CONVERSIONS = f"FROM clickstream.conversions FINAL WHERE {SITE} AND $__timeFilter(ts)"
 ATTRIBUTION = f"FROM clickstream.attribution FINAL WHERE {SITE} AND $__timeFilter(conversion_ts)"
+TRAFFIC_DAILY = f"FROM clickstream.traffic_daily WHERE {SITE} AND $__dateFilter(day)"
+PAGES_DAILY = f"FROM clickstream.pages_daily WHERE {SITE} AND $__dateFilter(day)"
+DAILY = ("Whole UTC days of the time range, from the daily rollups (sessions by the day of "
+         "their first event).")
 
 
 class Layout:
@@ -78,9 +90,10 @@ def site_variable() -> dict[str, Any]:
 
 
 def dashboard(uid: str, title: str, panels: list[dict[str, Any]], *, variables: list[Any],
-              time_from: str, refresh: str, tags: list[str]) -> dict[str, Any]:
+              time_from: str, refresh: str, tags: list[str],
+              timezone: str = "browser") -> dict[str, Any]:
     return {
-        "uid": uid, "title": title, "tags": ["clickstream", *tags], "timezone": "browser",
+        "uid": uid, "title": title, "tags": ["clickstream", *tags], "timezone": timezone,
         "schemaVersion": 39, "version": 1, "editable": False, "graphTooltip": 1,
         "time": {"from": time_from, "to": "now"}, "refresh": refresh,
         "templating": {"list": variables}, "annotations": {"list": []}, "links": [],
@@ -110,18 +123,19 @@ def traffic() -> dict[str, Any]:
             f"SELECT uniq(visitor_id) AS visitors {EVENTS}")], CH, unit="short",
             options=stat),
         lay.panel("stat", "Pageviews", 4, 4, [sql(
-            f"SELECT countIf(type = 'pageview') AS pageviews {EVENTS}")], CH, unit="short",
-            options=stat),
+            f"SELECT sum(pageviews) AS pageviews {PAGES_DAILY}")], CH, unit="short",
+            options=stat, description=DAILY),
         lay.panel("stat", "Sessions", 4, 4, [sql(
-            f"SELECT count() AS sessions {SESSIONS}")], CH, unit="short", options=stat),
+            f"SELECT sum(sessions) AS sessions {TRAFFIC_DAILY}")], CH, unit="short",
+            options=stat, description=DAILY),
         lay.panel("stat", "Bounce rate", 4, 4, [sql(
-            f"SELECT if(count() = 0, 0, avg(is_bounce)) AS bounce_rate {SESSIONS}")], CH,
-            unit="percentunit", options=stat,
+            f"SELECT if(sum(sessions) = 0, 0, sum(bounces) / sum(sessions)) AS bounce_rate "
+            f"{TRAFFIC_DAILY}")], CH, unit="percentunit", options=stat,
             description="Sessions that were not engaged (<= 10 s, no conversion, "
-                        "one pageview)."),
+                        f"one pageview). {DAILY}"),
         lay.panel("stat", "Pages per session", 4, 4, [sql(
-            f"SELECT if(count() = 0, 0, avg(pageviews)) AS pages {SESSIONS}")], CH,
-            unit="short", options=stat),
+            f"SELECT if(sum(sessions) = 0, 0, sum(pageviews) / sum(sessions)) AS pages "
+            f"{TRAFFIC_DAILY}")], CH, unit="short", options=stat, description=DAILY),
         lay.panel("stat", "Live visitors (last 5 min)", 4, 4, [sql(
             "SELECT uniq(visitor_id) AS live FROM clickstream.events "
             f"WHERE {SITE} AND ts >= now() - INTERVAL 5 MINUTE AND is_bot = 0")], CH,
@@ -143,9 +157,9 @@ GROUP BY path ORDER BY pageviews DESC LIMIT 50""")], CH, options=table_opts("pag
 GROUP BY source, medium ORDER BY sessions DESC LIMIT 50""")], CH,
             options=table_opts("sessions")),
         lay.panel("piechart", "Channels", 8, 10, [sql(
-            f"""SELECT if(channel = '', 'Unassigned', channel) AS channel, count() AS sessions
-{SESSIONS}
-GROUP BY channel ORDER BY sessions DESC""")], CH, options=pie()),
+            f"""SELECT if(channel = '', 'Unassigned', channel) AS channel, sum(sessions) AS sessions
+{TRAFFIC_DAILY}
+GROUP BY channel ORDER BY sessions DESC""")], CH, options=pie(), description=DAILY),
         lay.panel("table", "Campaigns", 16, 10, [sql(
             f"""SELECT campaign, source, medium, count() AS sessions, uniq(visitor_id) AS visitors,
        sum(conversions) AS conversions, sum(revenue) AS revenue,
@@ -189,8 +203,8 @@ GROUP BY os ORDER BY visitors DESC LIMIT 15""")], CH,
                      "legend": {"showLegend": False}}),
     ]
     return dashboard("clickstream-traffic", "clickstream / Traffic", panels,
-                     variables=[site_variable()], time_from="now-7d", refresh="1m",
-                     tags=["traffic"])
+                     variables=[site_variable()], time_from="now-7d/d", refresh="1m",
+                     tags=["traffic"], timezone="utc")
 
 
 def per_model(expr: str, digits: int | None = 2) -> str:
@@ -211,14 +225,14 @@ FROM (SELECT {key},
 {credits}
       {attribution}
       GROUP BY {key}) AS a
-LEFT JOIN (SELECT {key}, count() AS sessions
+LEFT JOIN (SELECT {key}, sum(sessions) AS sessions
            {sessions}
            GROUP BY {key}) AS s USING ({key})
 ORDER BY linear DESC LIMIT 50"""
 
     def rates(key: str) -> str:
         return rate_by.format(
-            key=key, attribution=ATTRIBUTION, sessions=SESSIONS,
+            key=key, attribution=ATTRIBUTION, sessions=TRAFFIC_DAILY,
             credits=per_model("sumIf(credit, model = '{model}')", None).replace(
                 "       ", "             "),
             rates=",\n".join(f"       if(s.sessions = 0, 0, round(a.{m} / s.sessions, 4)) "
@@ -230,9 +244,9 @@ ORDER BY linear DESC LIMIT 50"""
         lay.panel("stat", "Revenue", 6, 4, [sql(
             f"SELECT sum(revenue) AS revenue {CONVERSIONS}")], CH, unit="none", options=stat),
         lay.panel("stat", "Conversion rate (sessions)", 6, 4, [sql(
-            f"SELECT if(count() = 0, 0, countIf(conversions > 0) / count()) AS rate "
-            f"{SESSIONS}")], CH, unit="percentunit", options=stat,
-            description="Sessions with at least one conversion / sessions."),
+            f"SELECT if(sum(sessions) = 0, 0, sum(converting_sessions) / sum(sessions)) "
+            f"AS rate {TRAFFIC_DAILY}")], CH, unit="percentunit", options=stat,
+            description=f"Sessions with at least one conversion / sessions. {DAILY}"),
         lay.panel("stat", "Median time to convert", 6, 4, [sql(
             f"SELECT if(count() = 0, 0, quantile(0.5)(time_to_convert_ms)) AS ms "
             f"{CONVERSIONS}")], CH, unit="ms", options=stat,
@@ -256,7 +270,8 @@ GROUP BY channel ORDER BY linear DESC""")], CH, options=table_opts("linear"),
 GROUP BY channel ORDER BY linear DESC""")], CH, options=table_opts("linear")),
         lay.panel("table", "Conversion rate per channel, by model", 24, 9, [sql(
             rates("channel"))], CH, options=table_opts("linear"),
-            description="Attributed conversions / sessions of the channel in the range."),
+            description="Attributed conversions / sessions of the channel in the range "
+                        "(sessions from traffic_daily: whole UTC days)."),
         lay.panel("table", "Conversions per campaign, by model", 12, 10, [sql(
             f"""SELECT campaign, source, medium,
 {per_model("sumIf(credit, model = '{model}')")}
@@ -296,8 +311,8 @@ GROUP BY channel_path ORDER BY conversions DESC LIMIT 25""")], CH,
             options=table_opts("conversions")),
     ]
     return dashboard("clickstream-attribution", "clickstream / Campaigns & attribution",
-                     panels, variables=[site_variable()], time_from="now-30d",
-                     refresh="5m", tags=["attribution", "campaigns"])
+                     panels, variables=[site_variable()], time_from="now-30d/d",
+                     refresh="5m", tags=["attribution", "campaigns"], timezone="utc")
 
 
 def pipeline() -> dict[str, Any]:

@@ -219,3 +219,48 @@ def test_prometheus_panels_use_exported_metrics() -> None:
     assert len(used) >= 15
     missing = {m: where for m, where in used.items() if m not in exported}
     assert not missing, f"dashboard metrics no service exports: {missing}"
+
+
+#: Panels that read the daily rollups, with the scans they replace (as they were).
+SESSIONS_SCAN = ("FROM clickstream.sessions FINAL WHERE site_id = '${site}' AND "
+                 "$__timeFilter(started_at)")
+REPLACED = {
+    "traffic/Pageviews/A": "SELECT countIf(type = 'pageview') FROM clickstream.events FINAL "
+                           "WHERE site_id = '${site}' AND $__timeFilter(ts) AND is_bot = 0",
+    "traffic/Sessions/A": f"SELECT count() {SESSIONS_SCAN}",
+    "traffic/Bounce rate/A": f"SELECT if(count() = 0, 0, avg(is_bounce)) {SESSIONS_SCAN}",
+    "traffic/Pages per session/A": f"SELECT if(count() = 0, 0, avg(pageviews)) {SESSIONS_SCAN}",
+    "traffic/Channels/A": f"SELECT if(channel = '', 'Unassigned', channel) AS channel, "
+                          f"count() AS sessions {SESSIONS_SCAN} GROUP BY channel "
+                          "ORDER BY sessions DESC",
+    "attribution/Conversion rate (sessions)/A": "SELECT if(count() = 0, 0, countIf(conversions "
+                                                f"> 0) / count()) {SESSIONS_SCAN}",
+}
+
+
+def _rounded(rows: list[list[Any]]) -> list[list[Any]]:
+    return [[round(c, 9) if isinstance(c, float) else c for c in r] for r in rows]
+
+
+@pytest.mark.parametrize("name", [*REPLACED, "attribution/Conversion rate per channel, by "
+                                             "model/A"])
+def test_rollup_panels_give_the_numbers_of_the_scans_they_replace(
+        store: ChdbStore, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over whole UTC days (the dashboards' default range starts at midnight, in UTC), a
+    panel reading traffic_daily or pages_daily shows what the scan of events or sessions
+    showed; the range cuts the month of data at midnight ten days ago."""
+    since = RANGE_TO.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=10)
+    monkeypatch.setitem(globals(), "RANGE_FROM", since)  # what expand() reads
+    _, cut = store.query_rows(f"SELECT countIf(started_at < toDateTime({_seconds(since)})) "
+                              "FROM clickstream.sessions WHERE site_id = 'dash.example'")
+    assert cut[0][0] > 0
+    panel = dict(CLICKHOUSE_TARGETS)[name]["rawSql"]
+    assert "_daily" in panel and "$__dateFilter(day)" in panel, name
+    if name in REPLACED:
+        scan = REPLACED[name]
+    else:  # the sessions side of the join, as it was
+        scan = panel.replace("sum(sessions) AS sessions", "count() AS sessions").replace(
+            "FROM clickstream.traffic_daily WHERE site_id = '${site}' AND $__dateFilter(day)",
+            SESSIONS_SCAN)
+    got = _rounded(store.query_rows(expand(panel))[1])
+    assert got and got == _rounded(store.query_rows(expand(scan))[1]), name
