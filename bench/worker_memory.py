@@ -143,13 +143,13 @@ def top_allocations(snapshot: tracemalloc.Snapshot, base: tracemalloc.Snapshot |
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from streams.app import SWEEP_EVERY_S, create_app
+    import streams.app as worker
 
     home = Path(tempfile.mkdtemp(prefix="bench-wmem-"))
     settings = WorkerSettings(home=home, kafka_bootstrap="127.0.0.1:9",
                               worker_store=args.store, topic_prefix="wmem",
                               worker_traffic_windows=not args.no_traffic)
-    app = create_app(settings)
+    app = worker.create_app(settings)
     producer = DropProducer(settings.topic_partitions)
     app.producer = producer  # type: ignore[assignment]
     agent = next(a for a in app.agents.values() if a.name.endswith("enrich"))
@@ -160,7 +160,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     sweep = getattr(app, "clickstream_sweep", None)
     sweep_at = [0]
-    sweep_every = int(args.rate * SWEEP_EVERY_S)  # the timer's period, in simulated time
+    # the sweep timer's period, in simulated time
+    sweep_every = int(args.rate * getattr(worker, "SWEEP_EVERY_S", 10.0))
 
     async def after_batch(done: int) -> None:
         if sweep is not None and done >= sweep_at[0]:  # what the Faust timer does
@@ -200,10 +201,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.tracemalloc:
         tracemalloc.stop()
     shutil.rmtree(home, ignore_errors=True)
+    caches = {}
+    for step in app.clickstream_pipeline.steps:  # the enrichment caches, filled and hit
+        owner = getattr(step.run, "__self__", None)
+        for name in ("_url_parts", "_source_cols"):
+            info = getattr(getattr(owner, name, None), "cache_info", None)
+            if info is not None:
+                caches[name] = info()._asdict()
+    print("enrichment caches:", caches)
     swept = {} if sweep is None else {"trimmed": sweep.trimmed, "deleted": sweep.deleted,
                                       "passes": sweep.passes}
     return {"events": args.events, "store": args.store, "rate": args.rate,
-            "traffic_windows": not args.no_traffic, "sweep": swept, "samples": samples}
+            "traffic_windows": not args.no_traffic, "sweep": swept, "caches": caches,
+            "samples": samples}
 
 
 def rocksdb_mb(app: Any) -> dict[str, float]:

@@ -17,6 +17,7 @@ import orjson
 from faust.types import TP
 
 from streams.batch_send import BatchSender
+from streams.stores import table_options
 
 
 def put_in_partition(store: Any, key: bytes, value: bytes, partition: int) -> None:
@@ -106,6 +107,7 @@ class VisitorStateTable:
                  sender: BatchSender | None = None) -> None:
         self.table = app.Table(name, default=None, key_type=bytes,
                                value_type=bytes, partitions=partitions,
+                               options=table_options(),
                                help="Per-visitor state: sessions, recent event ids, counts.")
         self.sender = sender or BatchSender(app)
 

@@ -21,6 +21,7 @@ import faust
 import orjson
 
 from streams.state import delete_in_partition, put_in_partition, remember_persisted
+from streams.stores import table_options
 from streams.traffic.bounces import Tracker
 from streams.traffic.trackerlog import SEGMENT, TrackerLog
 from streams.traffic.windows import WindowState
@@ -88,7 +89,7 @@ class Partition:
 class TrafficStateTable:
     def __init__(self, app: faust.App, name: str, partitions: int) -> None:
         self.table = app.Table(name, default=None, key_type=bytes, value_type=bytes,
-                               partitions=partitions,
+                               partitions=partitions, options=table_options(),
                                help="Traffic window counters and bounce trackers per source "
                                     "partition.")
         self.parts: dict[int, Partition] = {}
