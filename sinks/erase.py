@@ -194,10 +194,11 @@ def _traffic(store: Store, database: str, site_id: str, visitors: Sequence[str],
     site = quote_string(site_id)
     hashes = f"CAST([{_values([visitor_hash(site_id, v) for v in visitors])}] AS Array(UInt64))"
     mine = f"site_id = {site} AND hasAny(visitors, {hashes})"
+    # GLOBAL: on a cluster both sides read Distributed tables (the keys' rows span shards)
     alone = _rows(store, (
         f"SELECT {TRAFFIC_KEY} FROM {database}.traffic_visitors_1m WHERE site_id = {site} "
-        f"AND (window_start, kafka_partition) IN (SELECT window_start, kafka_partition FROM "
-        f"{database}.traffic_visitors_1m WHERE {mine}) GROUP BY {TRAFFIC_KEY} "
+        f"AND (window_start, kafka_partition) GLOBAL IN (SELECT window_start, kafka_partition "
+        f"FROM {database}.traffic_visitors_1m WHERE {mine}) GROUP BY {TRAFFIC_KEY} "
         f"HAVING arrayAll(h -> has({hashes}, h), groupUniqArrayArray(visitors))"))
     for part in _chunks(alone):
         where = f"site_id = {site} AND ({TRAFFIC_KEY}) IN ({_tuples(part)})"

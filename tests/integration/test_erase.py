@@ -140,9 +140,11 @@ def site_traffic(seed: int = 11) -> dict[str, list[dict[str, Any]]]:
     people += [(v, PERSON[0]) for v in PERSON[1]] + [("visitor-s2", "")]
     for visitor, user in people:
         site = "s2" if visitor.endswith("s2") else SITE
-        for _ in range(rng.randint(1, 3)):
+        for n in range(rng.randint(1, 3)):
             sid = uuid.uuid4().hex[:20]
             start = now - rng.randint(0, 3 * 86_400_000)
+            if n == 0 and visitor in (*PERSON[1], OTHER, "visitor-1", "visitor-2"):
+                start = now - len(visitor) % 2 * 86_400_000  # minutes shared with others
             steps = rng.choice([["/"], ["/", "/pricing"], ["/", "/pricing", "signup"]])
             if visitor in PERSON[1]:
                 steps = ["/", f"/account/{visitor}", "/pricing", "signup"]
@@ -265,6 +267,10 @@ def test_erase_leaves_no_id_or_hash_and_rollups_equal_the_remaining_events(
     assert counts["events"] > 0 and counts["pages_daily_rollup"] > 0
     assert counts["traffic_1m"] > 0 and counts["traffic_visitors_1m"] > 0
     erase(store, DB, SITE, "visitor", OTHER)
+    _, mutated = store.query_rows(f"SELECT table FROM system.mutations WHERE database = '{DB}' "
+                                  "AND command LIKE '%UPDATE visitors%' ORDER BY table")
+    assert [t for t, in mutated] == ["traffic_1m", "traffic_1m", "traffic_visitors_1m",
+                                     "traffic_visitors_1m"]  # sets shared with others
 
     left = {t: n for t, n in leftovers(store, needles, members).items() if n}
     assert left == {}, f"still there: {left}"
