@@ -2,7 +2,7 @@
 
     python deploy/grafana/build_dashboards.py
 
-Edit the panels here, run it, commit both. tests/unit/test_deploy_dashboards.py fails when
+Edit the panels here, run it, commit both. tests/unit/test_deploy_manifests.py fails when
 the JSON files are not what this script writes; tests/integration/test_dashboards.py runs
 every ClickHouse query against chDB and checks every Prometheus metric exists.
 
