@@ -20,6 +20,11 @@ from streams.enrich.urlclean import clean_url
 from streams.enrich.useragent import UserAgentParser
 from streams.pipeline import Ctx, Step
 
+#: entries per enrichment cache: the pages, referrers and IPs that repeat fit many times
+#: over; URLs with a click id (a few % of events) never repeat, and at 65,536 entries
+#: (~1.5 kB each) they grew the worker for hours before the cache was full
+CACHE_ENTRIES = 8192
+
 #: the columns the source step fills, in the order _compute_source returns them
 SOURCE_COLUMNS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
                   "click_id_type", "referrer", "referrer_host", "referrer_medium",
@@ -40,8 +45,8 @@ class Enricher:
     _source_cols: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._url_parts = lru_cache(maxsize=65_536)(self._compute_url_parts)
-        self._source_cols = lru_cache(maxsize=65_536)(self._compute_source)
+        self._url_parts = lru_cache(maxsize=CACHE_ENTRIES)(self._compute_url_parts)
+        self._source_cols = lru_cache(maxsize=CACHE_ENTRIES)(self._compute_source)
 
     @classmethod
     def load(cls) -> Enricher:
@@ -49,7 +54,8 @@ class Enricher:
             referrers = ReferrerClassifier.from_data()
         except FileNotFoundError as exc:
             raise SystemExit(f"enrichment data missing ({exc}): run `make install`") from exc
-        return cls(referrers, UserAgentParser(), BotDetector.from_data(), GeoLookup.open())
+        return cls(referrers, UserAgentParser(), BotDetector.from_data(),
+                   GeoLookup.open(cache_size=CACHE_ENTRIES))  # keyed by IP: visitors' own
 
     def url(self, ctx: Ctx) -> None:
         """Normalised page URL without PII/click-id params; host and path."""

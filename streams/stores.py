@@ -17,4 +17,4 @@ def table_options() -> dict[str, int]:
     """Options for app.Table (a fresh dict: Faust's RocksDB store pops keys out of it);
     other stores ignore them."""
     return {"write_buffer_size": 4 * MB, "max_write_buffer_number": 2,
-            "block_cache_size": 8 * MB}
+            "block_cache_size": 4 * MB}

@@ -105,7 +105,7 @@ def _parse(s: str) -> Campaign:
     )
 
 
-_parse_cached = lru_cache(maxsize=32768)(_parse)
+_parse_cached = lru_cache(maxsize=4096)(_parse)  # URLs: the worker caches their results too
 
 
 def _collect(query: str, values: dict[str, str]) -> str:
