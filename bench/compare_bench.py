@@ -76,7 +76,8 @@ def faust_job(bootstrap: str, topic: str, done: Done) -> None:
     import faust
 
     app = faust.App("cmp-faust-tutorial", broker=f"kafka://{bootstrap}", store="memory://",
-                    topic_partitions=4, web_enabled=False)
+                    topic_partitions=4, web_enabled=False,
+                    datadir=str(done.out.parent / "faust"))  # not the working directory
     raw = app.topic(topic, value_serializer="json")
     page_views = app.Table("page_views", default=int).tumbling(WINDOW_SECONDS,
                                                                expires=3600)

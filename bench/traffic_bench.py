@@ -49,15 +49,17 @@ QUERIES = ["", "", "?utm_source=newsletter&utm_medium=email&utm_campaign=bench",
            "?utm_source=google&utm_medium=cpc&utm_campaign=brand"]
 
 
-def batch(rng: random.Random, now_ms: int) -> bytes:
+def batch(rng: random.Random, now_ms: int, visitors: int) -> bytes:
     events = [{"event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-               "type": "pageview", "site_id": SITE, "anonymous_id": f"v{rng.randrange(5000)}",
+               "type": "pageview", "site_id": SITE,
+               "anonymous_id": f"v{rng.randrange(visitors)}",
                "ts": now_ms, "url": f"https://{SITE}{rng.choice(PATHS)}{rng.choice(QUERIES)}"}
               for _ in range(PER_REQUEST)]
     return orjson.dumps(events)
 
 
-async def run_rate(stack: Stack, rate: float, seconds: float, seed: int) -> dict[str, Any]:
+async def run_rate(stack: Stack, rate: float, seconds: float, seed: int,
+                   visitors: int) -> dict[str, Any]:
     rng = random.Random(seed)
     live_url = f"{stack.services['sink'].url}/v1/stats/{SITE}/live"
     sent: list[tuple[float, int]] = []  # (send time, running total after the request)
@@ -106,7 +108,7 @@ async def run_rate(stack: Stack, rate: float, seconds: float, seed: int) -> dict
         while time.monotonic() - start < seconds:
             due = start + i * interval
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            body = batch(rng, int(time.time() * 1000))
+            body = batch(rng, int(time.time() * 1000), visitors)
             total += PER_REQUEST
             sent.append((time.monotonic(), total))
             task = asyncio.create_task(post(body))
@@ -157,6 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="1000,2000,5000")
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--visitors", type=int, default=5000,
+                        help="visitor population the pageviews are drawn from")
     parser.add_argument("--no-micro", action="store_true",
                         help="skip the traffic windows' own CPU measurement")
     parser.add_argument("--sink-flush", type=float, default=None,
@@ -172,12 +176,14 @@ def main() -> None:
         stack.start()
         try:
             runs = []
-            asyncio.run(run_rate(stack, 500, 3, seed=0))  # warm up: joins, first inserts
+            # warm up: joins, first inserts
+            asyncio.run(run_rate(stack, 500, 3, seed=0, visitors=args.visitors))
             for n, rate in enumerate(float(r) for r in args.rates.split(",")):
                 pids = _processes(stack)
                 cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
                 t0, since_ms = time.monotonic(), int(time.time() * 1000)
-                result = asyncio.run(run_rate(stack, rate, args.seconds, seed=n + 1))
+                result = asyncio.run(run_rate(stack, rate, args.seconds, seed=n + 1,
+                                             visitors=args.visitors))
                 wall = time.monotonic() - t0
                 result["raw_to_counter_rows_s"] = asyncio.run(traffic_phases.worker_latency(
                     stack.bootstrap, settings.topic_prefix, since_ms))
@@ -200,7 +206,8 @@ def main() -> None:
         "what": "event -> visible in GET /v1/stats/{site}/live, embedded stack on one machine",
         "target": "p99 <= 2 s at 5,000 events/s", "seconds_per_rate": args.seconds,
         "sink_flush_seconds": args.sink_flush or "default",
-        "poll_seconds": POLL_SECONDS, "events_per_request": PER_REQUEST, "runs": runs,
+        "poll_seconds": POLL_SECONDS, "visitors": args.visitors,
+        "events_per_request": PER_REQUEST, "runs": runs,
         "traffic_windows_cpu": micro})
     print(f"written {path}")
 

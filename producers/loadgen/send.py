@@ -195,16 +195,35 @@ class Limits:
     events: int | None = None  # no new journey once this many events went out
 
 
+def prepare(maker: JourneyMaker, limits: Limits, clock: Callable[[], int] = now_ms,
+            ) -> list[Journey]:
+    """Every journey up to the visitor or event limit, made before anything is sent (so a
+    benchmark's sender spends its CPU on sending, not on inventing visitors)."""
+    if limits.visitors is None and limits.events is None:
+        raise ValueError("preparing journeys needs a limit in visitors or events")
+    journeys: list[Journey] = []
+    events = 0
+    while (limits.visitors is None or len(journeys) < limits.visitors) and (
+            limits.events is None or events < limits.events):
+        journeys.append(maker.make(len(journeys), clock()))
+        events += journeys[-1].events
+    return journeys
+
+
 async def run(maker: JourneyMaker, transport: Transport, *, rate: float, limits: Limits,
               truth: TruthWriter, concurrency: int = 64, stop: asyncio.Event | None = None,
               clock: Callable[[], int] = now_ms,
-              on_tick: Callable[[Stats], None] | None = None) -> Stats:
+              on_tick: Callable[[Stats], None] | None = None,
+              prepared: list[Journey] | None = None) -> Stats:
     """Send journeys until a limit (or `stop`) is reached; journeys in flight are finished,
-    so the ground truth holds whole journeys only."""
+    so the ground truth holds whole journeys only. `prepared`: send these journeys (see
+    `prepare`) instead of making them on the way."""
     stats = Stats()
     pacer = Pacer(rate)
     stop = stop or asyncio.Event()
     next_index = 0
+    if prepared is not None:
+        limits = Limits(None, len(prepared), None)  # all of them (or until `stop`)
 
     def more() -> bool:
         if stop.is_set():
@@ -220,7 +239,7 @@ async def run(maker: JourneyMaker, transport: Transport, *, rate: float, limits:
         while more():
             index = next_index
             next_index += 1
-            journey = maker.make(index, clock())
+            journey = prepared[index] if prepared is not None else maker.make(index, clock())
             truth.journey(journey)
             stats.journeys += 1
             for events in journey.requests:

@@ -15,7 +15,7 @@ import pytest
 
 from producers.loadgen.catalog import ARRIVALS, COUNTRIES, SITES
 from producers.loadgen.model import GAP_MIN_MS, Journey, JourneyMaker, Options, malformed_count
-from producers.loadgen.send import Limits, Pacer, Stats, run
+from producers.loadgen.send import Limits, Pacer, Stats, prepare, run
 from producers.loadgen.truth import TruthWriter, load
 from schemas.event import Event
 
@@ -150,6 +150,24 @@ def test_ground_truth_files_describe_what_was_sent(tmp_path: Path) -> None:
     again = [JourneyMaker(4).make(i, ANCHOR) for i in range(120)]
     assert sorted(e["event_id"] for e in t["events"]) == sorted(
         e["event_id"] for j in again for r in j.requests for e in r)
+
+
+def test_prepared_journeys_are_the_ones_made_on_the_way(tmp_path: Path) -> None:
+    """--prepare makes the same traffic first and sends all of it, whatever the limit."""
+    clock = lambda: ANCHOR  # noqa: E731
+    prepared = prepare(JourneyMaker(5), Limits(events=3000), clock)
+    assert sum(j.events for j in prepared) >= 3000 > sum(j.events for j in prepared[:-1])
+    rec = Recorder()
+    stats = asyncio.run(run(JourneyMaker(99), rec, rate=0, limits=Limits(duration=0.001),
+                            truth=TruthWriter(None), concurrency=8, clock=clock,
+                            prepared=prepared))
+    made = [JourneyMaker(5).make(i, ANCHOR) for i in range(len(prepared))]
+    assert stats.journeys == len(prepared)
+    assert sorted(e["event_id"] for _, req in rec.sent for e in req) == sorted(
+        e["event_id"] for j in made for r in j.requests for e in r)
+    assert len(prepare(JourneyMaker(5), Limits(visitors=7), clock)) == 7
+    with pytest.raises(ValueError):
+        prepare(JourneyMaker(5), Limits(duration=5))
 
 
 def test_pacer_does_not_burst_after_falling_behind() -> None:
