@@ -161,7 +161,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sweep = getattr(app, "clickstream_sweep", None)
     sweep_at = [0]
     # the sweep timer's period, in simulated time
-    sweep_every = int(args.rate * getattr(worker, "SWEEP_EVERY_S", 10.0))
+    sweep_every = max(1, int(args.rate * (args.sweep_seconds
+                                          or getattr(worker, "SWEEP_EVERY_S", 10.0))))
 
     async def after_batch(done: int) -> None:
         if sweep is not None and done >= sweep_at[0]:  # what the Faust timer does
@@ -244,6 +245,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--tracemalloc", action="store_true",
                     help="also trace Python allocations (slow: ~2-3x)")
+    ap.add_argument("--sweep-seconds", type=float, default=0.0,
+                    help="simulated seconds between state sweeps (default: the worker's timer)")
     ap.add_argument("--no-traffic", action="store_true", help="without traffic windows")
     ap.add_argument("--name", default="", help="result name suffix")
     args = ap.parse_args()

@@ -9,7 +9,7 @@ visitor always lives in one partition, and the changelog partition matches it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -69,35 +69,40 @@ def get_in_partition(store: Any, key: bytes, partition: int | None) -> bytes | N
     return None if raw is None else store._decode_value(raw)  # type: ignore[no-any-return]
 
 
-def partition_slices(store: Any, partition: int, size: int
-                     ) -> Iterator[list[tuple[bytes, bytes]]]:
-    """`partition`'s (key, value) pairs, `size` at a time, for walking a partition between
-    batches. RocksDB: each slice seeks past the last key afresh (an open iterator would pin
-    memtables and files); memory: over the keys the partition had when the walk began."""
-    db_for = getattr(store, "_db_for_partition", None)
-    if db_for is None:
-        keys = [k for k, p in store._key_partition.items() if p == partition]
-        for i in range(0, len(keys), size):
-            got = ((k, store.data.get(k)) for k in keys[i:i + size])
-            yield [(k, v) for k, v in got if v is not None]
-        return
-    after: bytes | None = None
-    skip = store.offset_key
-    while True:
-        db = db_for(partition)
-        items = db.items(from_key=after) if after is not None else db.items()
+class PartitionWalk:
+    """Walks one partition's (key, value) pairs a slice at a time, between batches: RocksDB
+    seeks past the last key for every slice (an open iterator would pin memtables and
+    files); the memory store goes over the keys the partition had when the walk began.
+    Nothing but the position is held between slices."""
+
+    def __init__(self, store: Any, partition: int) -> None:
+        self.store, self.partition = store, partition
+        self._after: bytes | None = None
+        self._keys: list[bytes] | None = None
+        self._at = 0
+
+    def next(self, size: int) -> list[tuple[bytes, bytes]]:
+        """The next `size` pairs at most; [] when the walk is over."""
+        store = self.store
+        db_for = getattr(store, "_db_for_partition", None)
+        if db_for is None:
+            if self._keys is None:
+                self._keys = [k for k, p in store._key_partition.items() if p == self.partition]
+            keys = self._keys[self._at:self._at + size]
+            self._at += size
+            got = ((k, store.data.get(k)) for k in keys)
+            return [(k, v) for k, v in got if v is not None]
+        db, after, skip = db_for(self.partition), self._after, store.offset_key
         chunk = []
-        for key, raw in items:
+        for key, raw in db.items(from_key=after) if after is not None else db.items():
             if key in (after, skip):
                 continue
-            chunk.append((store._decode_key(key), store._decode_value(raw)))
+            chunk.append((key, raw))
             if len(chunk) >= size:
                 break
-        del items
-        if not chunk:
-            return
-        after = store._encode_key(chunk[-1][0])
-        yield chunk
+        if chunk:
+            self._after = chunk[-1][0]
+        return [(store._decode_key(k), store._decode_value(v)) for k, v in chunk]
 
 
 class VisitorStateTable:

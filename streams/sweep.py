@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from streams.expiry import Retention, trim
-from streams.state import VisitorStateTable, partition_slices
+from streams.state import PartitionWalk, VisitorStateTable
 
-SLICE = 2_000  # states looked at per partition and step
+SLICE = 1_000  # states looked at per partition and step
 
 
 class VisitorSweep:
@@ -28,7 +28,7 @@ class VisitorSweep:
         self.watermarks = watermarks
         self.busy = busy  # keys the current batch holds (it writes them itself)
         self.slice_size = slice_size
-        self._walks: dict[int, Iterator[list[tuple[bytes, bytes]]]] = {}
+        self._walks: dict[int, PartitionWalk] = {}
         self.trimmed = self.deleted = self.passes = 0
 
     async def step(self, owned: Iterable[int]) -> int:
@@ -41,10 +41,9 @@ class VisitorSweep:
                 continue
             walk = self._walks.get(p)
             if walk is None:
-                walk = self._walks[p] = partition_slices(self.table.table.data, p,
-                                                         self.slice_size)
-            chunk = next(walk, None)
-            if chunk is None:  # a pass ended: the next step starts the next one
+                walk = self._walks[p] = PartitionWalk(self.table.table.data, p)
+            chunk = walk.next(self.slice_size)
+            if not chunk:  # a pass ended: the next step starts the next one
                 del self._walks[p]
                 self.passes += 1
                 continue
