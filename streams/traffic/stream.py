@@ -59,7 +59,7 @@ OPEN_WINDOWS = Gauge("clickstream_worker_traffic_open_windows",
                      "Traffic windows held in worker state.")
 EVICT_EVERY_S = 5.0
 MAX_HASHES_PER_ROW = 10_000          # keeps every message far below Kafka's 1 MB
-HASH_CACHE = 200_000
+HASH_CACHE = 16_384  # visitor hashes kept between batches (~200 B each; a visitor comes in bursts)
 _VALUES = operator.itemgetter(*DIMENSIONS.values())
 _ZEROS = {"events": 0, "pageviews": 0, "conversions": 0, "revenue": "0", "sessions": 0,
           "bounces": 0}
