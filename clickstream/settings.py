@@ -229,6 +229,11 @@ class WorkerSettings(CommonSettings):
         default=300, ge=0,
         description="Client timestamps further in the future than this use the receive time.",
     )
+    worker_events_format: Literal["arrow", "ndjson"] = Field(
+        default="ndjson",
+        description="How enriched events go to the events topic: Arrow IPC stream messages "
+        "(columns; the sink inserts them at a fraction of the CPU) or NDJSON rows.",
+    )
     worker_faust_metrics: bool = Field(
         default=False,
         description="Also export Faust's per-message sensor metrics (clickstream_worker_faust_*)"
