@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import statistics
 import tempfile
@@ -34,7 +35,7 @@ import aiohttp
 import orjson
 
 from bench import traffic_micro, traffic_phases
-from bench.common import cpu_seconds, write_result
+from bench.common import cpu_seconds, favour, write_result
 from clickstream.embedded_broker import free_port
 from clickstream.settings import CollectorSettings
 from clickstream.stack import Stack
@@ -161,6 +162,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--visitors", type=int, default=5000,
                         help="visitor population the pageviews are drawn from")
+    parser.add_argument("--traffic-flush", type=float, default=None,
+                        help="CLICKSTREAM_SINK_TRAFFIC_FLUSH_SECONDS for the run")
+    parser.add_argument("--no-favour", action="store_true",
+                        help="do not give the stack CPU priority over other work")
     parser.add_argument("--no-micro", action="store_true",
                         help="skip the traffic windows' own CPU measurement")
     parser.add_argument("--sink-flush", type=float, default=None,
@@ -172,8 +177,11 @@ def main() -> None:
         env = {"CLICKSTREAM_COLLECTOR_RATE_LIMIT_PER_SECOND": "0"}
         if args.sink_flush is not None:
             env["CLICKSTREAM_SINK_FLUSH_SECONDS"] = str(args.sink_flush)
+        if args.traffic_flush is not None:
+            env["CLICKSTREAM_SINK_TRAFFIC_FLUSH_SECONDS"] = str(args.traffic_flush)
         stack = Stack(settings, collector_port=free_port(), extra_env=env)
         stack.start()
+        favoured = not args.no_favour and favour([*_processes(stack).values(), os.getpid()])
         try:
             runs = []
             # warm up: joins, first inserts
@@ -206,7 +214,8 @@ def main() -> None:
         "what": "event -> visible in GET /v1/stats/{site}/live, embedded stack on one machine",
         "target": "p99 <= 2 s at 5,000 events/s", "seconds_per_rate": args.seconds,
         "sink_flush_seconds": args.sink_flush or "default",
-        "poll_seconds": POLL_SECONDS, "visitors": args.visitors,
+        "traffic_flush_seconds": args.traffic_flush or "default",
+        "poll_seconds": POLL_SECONDS, "visitors": args.visitors, "favoured": favoured,
         "events_per_request": PER_REQUEST, "runs": runs,
         "traffic_windows_cpu": micro})
     print(f"written {path}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable, Hashable
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +27,7 @@ NOW_MINUTES = 5
 SERIES_MINUTES = 30
 TOP = 10
 TOP_DIMENSIONS = ("path", "source", "channel")
+MAX_KEPT = 1000  # sites whose last answer is kept
 
 
 def _quote(text: str) -> str:
@@ -127,17 +129,32 @@ def live_stats(store: Store, database: str, site_id: str,
     }
 
 
-def add_live_routes(app: web.Application, store: Store, database: str) -> None:
-    """Register the live endpoint on the sink's web app."""
+def add_live_routes(app: web.Application, store: Store, database: str,
+                    version: Callable[[], Hashable] | None = None) -> None:
+    """Register the live endpoint on the sink's web app. `version`: a value that changes
+    whenever the traffic tables may have changed (given when this process is the store's
+    only writer): an answer is then reused until it changes or the minute turns, so any
+    number of dashboards polling costs the store one computation per traffic flush."""
+    answers: dict[str, tuple[Hashable, int, dict[str, Any]]] = {}
 
     async def live(request: web.Request) -> web.Response:
         site_id = request.match_info["site_id"]
         if not SITE_ID.match(site_id):
             return web.json_response({"error": "invalid site id"}, status=400)
+        now_ms = int(time.time() * 1000)
+        minute = now_ms - now_ms % MINUTE_MS
+        seen = version() if version else None
+        kept = answers.get(site_id)
+        if kept and version and kept[0] == seen and kept[1] == minute:
+            return web.json_response(kept[2], headers={"Cache-Control": "no-store"})
         try:
-            doc = await asyncio.to_thread(live_stats, store, database, site_id)
+            doc = await asyncio.to_thread(live_stats, store, database, site_id, now_ms)
         except StoreError as exc:
             return web.json_response({"error": str(exc)[:500]}, status=503)
+        if version:
+            if len(answers) >= MAX_KEPT and site_id not in answers:
+                answers.pop(next(iter(answers)))
+            answers[site_id] = (seen, minute, doc)
         return web.json_response(doc, headers={"Cache-Control": "no-store"})
 
     app.router.add_get("/v1/stats/{site_id}/live", live)

@@ -54,6 +54,7 @@ class SinkService:
             stopping=self._stopping.is_set,
         )
         self.consumer: AIOKafkaConsumer | None = None
+        self._queries = 0  # statements run through /v1/query (any of them may write)
         self._pending: dict[TopicPartition, int] = {}
         self._ranges: dict[TopicPartition, tuple[int, int]] = {}
 
@@ -159,6 +160,7 @@ class SinkService:
         async def query(request: web.Request) -> web.Response:
             doc = await request.json(loads=orjson.loads)
             sql = str(doc.get("sql", ""))
+            self._queries += 1
             try:
                 if doc.get("rows"):
                     names, rows = await asyncio.to_thread(self.store.query_rows, sql)
@@ -174,7 +176,12 @@ class SinkService:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/metrics", metrics)
-        add_live_routes(app, self.store, self.settings.database)  # GET /v1/stats/{site}/live
+        version = None
+        if isinstance(self.store, ChdbStore):  # this process is the store's only writer
+            traffic = self.tables[self.settings.topic("traffic")]
+            version = lambda: (self.writer.flushes.get(traffic, 0), self._queries)  # noqa: E731
+        # GET /v1/stats/{site}/live (answers kept while `version` says nothing changed)
+        add_live_routes(app, self.store, self.settings.database, version)
         if isinstance(self.store, ChdbStore):
             app.router.add_post("/v1/query", query)
         return app

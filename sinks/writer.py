@@ -72,6 +72,7 @@ class BatchWriter:
     dead_letter_table: str = ""
     stopping: Callable[[], bool] = lambda: False
     table_flush_seconds: dict[str, float] = field(default_factory=dict)
+    flushes: dict[str, int] = field(default_factory=dict)  # table -> flushes written
     _buffers: dict[str, _Buffer] = field(default_factory=dict)
 
     @property
@@ -139,6 +140,7 @@ class BatchWriter:
             for batch, batch_token in buf.batches(token):
                 written += await self._insert_with_retries(table, batch, batch_token)
             del self._buffers[table]
+            self.flushes[table] = self.flushes.get(table, 0) + 1
         return written
 
     async def _insert_with_retries(self, table: str, batch: Batch, token: str | None) -> int:

@@ -1,0 +1,81 @@
+"""The live endpoint reuses an answer until the traffic tables may have changed (a traffic
+flush or a statement through /v1/query) or the minute turns; without a version it always
+asks the store. Real chDB, the sink's web routes, a real HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from schemas.timefmt import ms_to_text
+from sinks.batches import JsonBatch
+from sinks.live import add_live_routes
+from sinks.migrate import migrate
+from sinks.store import ChdbStore
+
+DB = "clickstream"
+SITE = "live.example"
+
+
+class Counting(ChdbStore):
+    """The real store, counting the queries it answers."""
+
+    queries = 0
+
+    def query_rows(self, sql: str) -> tuple[list[str], list[list[Any]]]:
+        self.queries += 1
+        return super().query_rows(sql)
+
+
+def traffic_row(pageviews: int, version: int) -> bytes:
+    now = int(time.time() * 1000)
+    return orjson.dumps({"site_id": SITE, "window_start": ms_to_text(now - now % 60_000),
+                         "kafka_partition": 0, "dimension": "", "value": "",
+                         "pageviews": pageviews, "events": pageviews, "sessions": 1,
+                         "bounces": 0, "conversions": 0, "revenue": 0,
+                         "visitors": [7, 8], "version": version, "hashes_only": 0})
+
+
+def test_answers_are_reused_until_the_version_changes(tmp_path: Path) -> None:
+    store = Counting(tmp_path / "chdb")
+    migrate(store, DB)
+    version = [0]
+
+    async def go() -> None:
+        app = web.Application()
+        add_live_routes(app, store, DB, lambda: version[0])
+        plain = web.Application()
+        add_live_routes(plain, store, DB)
+        async with TestClient(TestServer(app)) as client, \
+                TestClient(TestServer(plain)) as uncached:
+
+            async def pageviews(c: TestClient) -> int:
+                resp = await c.get(f"/v1/stats/{SITE}/live")
+                assert resp.status == 200
+                doc = await resp.json()
+                return sum(m["pageviews"] for m in doc["pageviews_per_minute"])
+
+            JsonBatch([traffic_row(3, 1)]).insert(store, f"{DB}.traffic_in", None)
+            assert await pageviews(client) == 3
+            asked = store.queries
+            for _ in range(5):  # nothing changed: no query
+                assert await pageviews(client) == 3
+            assert store.queries == asked
+            JsonBatch([traffic_row(5, 2)]).insert(store, f"{DB}.traffic_in", None)
+            assert await pageviews(client) == 3  # the version says nothing changed yet
+            version[0] += 1  # a flush: the next answer is computed again
+            assert await pageviews(client) == 5
+            assert store.queries > asked
+            asked = store.queries
+            assert await pageviews(uncached) == 5 and store.queries > asked  # no version
+
+    try:
+        asyncio.run(go())
+    finally:
+        store.close()
