@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import write_result
+from bench.common import favour, write_result
 from bench.e2e_bench import metric, pids, start_stack, stored, warm_up
 
 GROWTH_LIMIT = 0.10
@@ -60,6 +60,7 @@ def main() -> None:
         1 if args.minutes < 10 else 2)
     work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     stack = start_stack(work / "home")
+    favoured = favour([*pids(stack).values(), os.getpid()])  # and the loadgen it starts
     samples: list[dict[str, Any]] = []
     try:
         warm_up(stack, work)
@@ -99,7 +100,7 @@ def main() -> None:
               "worker_store": os.environ.get("CLICKSTREAM_WORKER_STORE", "memory://"),
               "samples": samples, "rss_growth_after_warmup": growths,
               "flagged_over_10_percent": flagged, "services_alive_at_end": alive,
-              "achieved_rate": achieved_rate(samples)}
+              "achieved_rate": achieved_rate(samples), "favoured": favoured}
     for name, g in growths.items():
         mark = "  <-- FLAGGED (> 10% after warm-up)" if name in flagged else ""
         print(f"{name:10s} RSS growth after warm-up: "
