@@ -158,7 +158,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base: list[tracemalloc.Snapshot | None] = [None]
     t0 = time.monotonic()
 
-    sweep = getattr(app, "clickstream_sweep", None)
+    sweep = None if args.no_sweep else getattr(app, "clickstream_sweep", None)
     sweep_at = [0]
     # the sweep timer's period, in simulated time
     sweep_every = max(1, int(args.rate * (args.sweep_seconds
@@ -185,6 +185,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if base[0] is None:
                 base[0] = snap
         samples.append(row)
+        write_result(result_name(args), {"partial": True, "samples": samples})
         print(f"{done:>9,} events  rss {row['rss_mb']:7.1f} MB  "
               + "".join(f"{k} {v} MB  " for k, v in row.items() if k.startswith("rocksdb"))
               + (f"traced {row['traced_mb']:.1f} MB  " if args.tracemalloc else "")
@@ -213,6 +214,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     swept = {} if sweep is None else {"trimmed": sweep.trimmed, "deleted": sweep.deleted,
                                       "passes": sweep.passes}
     return {"events": args.events, "store": args.store, "rate": args.rate,
+            "simulated_hours": round(args.events / args.rate / 3600, 1),
             "traffic_windows": not args.no_traffic, "sweep": swept, "caches": caches,
             "samples": samples}
 
@@ -247,6 +249,7 @@ def main() -> None:
                     help="also trace Python allocations (slow: ~2-3x)")
     ap.add_argument("--sweep-seconds", type=float, default=0.0,
                     help="simulated seconds between state sweeps (default: the worker's timer)")
+    ap.add_argument("--no-sweep", action="store_true", help="never sweep visitor state")
     ap.add_argument("--no-traffic", action="store_true", help="without traffic windows")
     ap.add_argument("--name", default="", help="result name suffix")
     args = ap.parse_args()
@@ -257,8 +260,11 @@ def main() -> None:
         result["rss_growth_after_first_sample"] = round((last - first) / first, 3)
         print(f"RSS {first:.0f} -> {last:.0f} MB ({(last - first) / first:+.0%}) from "
               f"{s[0]['events']:,} to {s[-1]['events']:,} events")
-    name = "worker_memory" + (f"_{args.name}" if args.name else "")
-    print(f"wrote {write_result(name, result)}")
+    print(f"wrote {write_result(result_name(args), result)}")
+
+
+def result_name(args: argparse.Namespace) -> str:
+    return "worker_memory" + (f"_{args.name}" if args.name else "")
 
 
 if __name__ == "__main__":
