@@ -10,10 +10,12 @@ a batch ClickHouse rejects, and a single row's payload for the dead letter.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from schemas.timefmt import dt_to_ms, ms_to_text
 from streams import ndjson
 
 if TYPE_CHECKING:
@@ -67,7 +69,18 @@ class ArrowBatch:
         return ArrowBatch(self.data.slice(0, mid)), ArrowBatch(self.data.slice(mid))
 
     def payload(self) -> bytes:
-        return orjson.dumps(self.data.slice(0, 1).to_pylist()[0], default=str)
+        """The row as its NDJSON row would read: times as ClickHouse text, maps as
+        objects (amounts as text)."""
+        import pyarrow as pa
+
+        row = self.data.slice(0, 1).to_pylist()[0]
+        for field in self.data.schema:
+            value = row[field.name]
+            if isinstance(value, datetime):
+                row[field.name] = ms_to_text(dt_to_ms(value))
+            elif value is not None and pa.types.is_map(field.type):
+                row[field.name] = {str(k): v for k, v in value}
+        return orjson.dumps(row, default=str)
 
     def insert(self, store: Store, table: str, token: str | None) -> None:
         store.insert_arrow(table, self.data, token)

@@ -24,7 +24,7 @@ from clickstream import __version__
 from clickstream.settings import WorkerSettings
 from schemas.deadletter import dead_letter
 from schemas.timefmt import ms_to_text, now_ms
-from streams import kafka_compat, ndjson
+from streams import events_out, kafka_compat, ndjson
 from streams.attribution.stream import Attributor
 from streams.batch_send import BatchSender
 from streams.enrichment import Enricher
@@ -182,12 +182,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
         send = app.producer.send
         events_name, invalid_name = events_topic.get_topic_name(), invalid_topic.get_topic_name()
         deliveries = []
-        by_partition: dict[int, list[bytes]] = {}
+        by_partition: dict[int, list[Ctx]] = {}
         for ctx in ctxs:
             if ctx.ok:
-                row = ctx.row
-                row.pop("_ts_ms", None)
-                by_partition.setdefault(ctx.partition, []).append(orjson.dumps(row))
+                by_partition.setdefault(ctx.partition, []).append(ctx)
             elif ctx.reject_step != "session":  # duplicates are counted, not dead-lettered
                 received = ctx.envelope.get("received_at")
                 payload = ctx.envelope.get("event", ctx.raw) if ctx.envelope else ctx.raw
@@ -202,9 +200,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 )
                 deliveries.append(await send(invalid_name, ctx.key, orjson.dumps(record), None,
                                              None, None))
-        for partition, rows in by_partition.items():  # NDJSON: many events per message
+        encode = events_out.encoder(settings.worker_events_format)
+        for partition, accepted in by_partition.items():  # many events per message
             deliveries += await sender.send(events_name, partition, (
-                (None, chunk) for chunk in ndjson.chunks(rows)))
+                (None, value) for value in encode(accepted)))
         return deliveries
 
     @app.timer(interval=SWEEP_EVERY_S)
