@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
 from pydantic import ValidationError
@@ -102,6 +102,35 @@ def test_token_bucket_refills_and_lru_stays_bounded() -> None:
         rl.acquire(f"ip{i}", now=1.0)
     assert len(rl) == 100
     assert RateLimiter(rate=0, burst=1, max_clients=1).acquire("x") == 0.0
+
+
+@given(st.lists(st.tuples(st.integers(0, 2),
+                          st.sampled_from([0.0, 0.0, 0.0, 0.05, 0.2, 0.45, 0.7, 1.5])),
+                max_size=300))
+@example([(0, 0.0)] * 5 + [(0, 0.45)] + [(0, 0.0)] * 2)  # drained, half refilled, drained
+@settings(max_examples=300, deadline=None)
+def test_dropping_full_buckets_changes_no_answer(calls: list[tuple[int, float]]) -> None:
+    """Buckets idle until full again are dropped, and every client gets exactly what a
+    limiter that keeps every bucket forever gives it; memory holds recent clients only."""
+    kept, forgetting = RateLimiter(5, 4, 10**9), RateLimiter(5, 4, 10**9)
+    kept._forget_full = lambda now: None  # type: ignore[method-assign]
+    now = 0.0
+    for client, step in calls:
+        now += step
+        assert forgetting.acquire(f"c{client}", now) == kept.acquire(f"c{client}", now)
+    for i in range(8):  # long after: the next calls drop what is full again
+        forgetting.acquire(f"late{i}", now + 100)
+    assert len(forgetting) <= max(8, len(kept) - 4 * 8 + 8)
+
+
+def test_idle_clients_are_forgotten() -> None:
+    rl = RateLimiter(rate=10, burst=3, max_clients=100_000)
+    for i in range(1000):
+        rl.acquire(f"ip{i}", now=i / 5000)  # 1,000 clients within 0.2 s
+    assert len(rl) == 1000
+    for i in range(300):
+        rl.acquire("steady", now=2.0 + i)  # 0.3 s from empty to full: the others go
+    assert len(rl) == 1
 
 
 # --- privacy -------------------------------------------------------------------------------
