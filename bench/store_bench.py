@@ -21,8 +21,7 @@ import os
 import statistics
 import tempfile
 import time
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +29,13 @@ import orjson
 
 from bench.common import write_result
 from bench.store_data import SITE, load, sink_rows
+from schemas.timefmt import dt_to_ms
 from sinks.batches import decode
 from sinks.migrate import migrate
 from sinks.store import ChdbStore, ServerStore, Store
 from sinks.writer import BatchWriter
-from streams import ndjson
+from streams import arrow_events, ndjson
+from streams.pipeline import Ctx
 
 #: traffic_daily as it was before migration 0008: sessions FINAL, grouped
 OLD_TRAFFIC_DAILY = """(
@@ -161,49 +162,34 @@ def wait_for_merges(store: Store, db: str, limit_s: float = 300) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
-def arrow_messages(store: Store, table: str, rows: list[bytes],
-                   per_message: int = 1000) -> tuple[list[bytes], float]:
-    """The rows as Arrow IPC stream messages, built the way a producer sending columns
-    would build them from its row dicts (strings dictionary-encoded for LowCardinality
-    columns, times as timestamps, amounts as decimals); returns the messages and the CPU µs
-    per row the building took (what a producer would spend instead of orjson.dumps)."""
-    import pyarrow as pa
-
-    db, name = table.split(".")
-    _, cols = store.query_rows(f"SELECT name, type FROM system.columns WHERE database = "
-                               f"'{db}' AND table = '{name}'")
-    kinds = dict(cols)
-    docs = [orjson.loads(r) for r in rows]  # the producer has these already
-    c0 = time.process_time()
+def worker_contexts(rows: list[bytes]) -> list[Ctx]:
+    """The JSON event rows as the worker holds them before its output: row dicts with the
+    event time in ms, the receive time in the envelope (streams/arrow_events.py reads
+    both)."""
     out = []
-    for i in range(0, len(docs), per_message):
-        chunk = docs[i:i + per_message]
-        names = list(chunk[0])
-        batch = pa.RecordBatch.from_arrays(
-            [_arrow_column([d.get(f) for d in chunk], kinds.get(f, "String")) for f in names],
-            names=names)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema) as writer:
-            writer.write_batch(batch)
-        out.append(sink.getvalue().to_pybytes())
+    for raw in rows:
+        row = orjson.loads(raw)
+        row["_ts_ms"] = _text_ms(row["ts"])
+        row["revenue"] = str(row["revenue"])
+        ctx = Ctx(b"")
+        ctx.row, ctx.envelope = row, {"received_at": _text_ms(row["received_at"])}
+        out.append(ctx)
+    return out
+
+
+def _text_ms(text: str) -> int:
+    return dt_to_ms(datetime.fromisoformat(text).replace(tzinfo=UTC))
+
+
+def arrow_messages(rows: list[bytes], per_message: int = 250) -> tuple[list[bytes], float]:
+    """The rows as the worker's Arrow messages (streams/arrow_events.py), `per_message`
+    rows each as one partition's share of a 1,000-event batch over 4 partitions gives;
+    returns them and the worker's CPU µs per row for building them."""
+    ctxs = worker_contexts(rows)
+    c0 = time.process_time()
+    out = [m for i in range(0, len(ctxs), per_message)
+           for m in arrow_events.messages(ctxs[i:i + per_message])]
     return out, (time.process_time() - c0) / len(rows) * 1e6
-
-
-def _arrow_column(values: list[Any], kind: str) -> Any:
-    import pyarrow as pa
-
-    if kind.startswith("Map"):
-        return pa.array([list(v.items()) for v in values], pa.map_(pa.string(), pa.string()))
-    if kind.startswith("LowCardinality"):
-        return pa.array(values, pa.string()).dictionary_encode()
-    if kind.startswith(("UInt", "Int")):
-        return pa.array([int(v) for v in values], pa.int64())
-    if kind.startswith("DateTime64"):  # a producer has epoch milliseconds
-        return pa.array(values, pa.string()).cast(pa.timestamp("ms")).cast(
-            pa.timestamp("ms", "UTC"))
-    if kind.startswith("Decimal"):
-        return pa.array([Decimal(str(v)) for v in values], pa.decimal128(18, 4))
-    return pa.array([v if isinstance(v, str) else str(v) for v in values], pa.string())
 
 
 def write_throughput(store: Any, table: str, messages: list[bytes],
@@ -259,10 +245,10 @@ def write_part(store: ChdbStore, rows_n: int, batch: int, reps: int = 3) -> dict
         ("attribution_json", "attribution", rows["attribution"]),  # one row per message
         ("traffic_1m_json", "traffic_1m", rows["traffic_1m"]),
     ]
-    arrow, build_us = arrow_messages(store, "bench_write.events", rows["events"])
+    arrow, build_us = arrow_messages(rows["events"])
     cases[2] = ("events_arrow", "events", arrow)
     result["arrow_build_us_per_row"] = round(build_us, 2)
-    print(f"  (a producer builds the Arrow messages in {build_us:.1f} CPU µs per row)",
+    print(f"  (the worker builds the Arrow messages in {build_us:.1f} CPU µs per row)",
           flush=True)
     for name, table, messages in cases:
         runs = []

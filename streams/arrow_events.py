@@ -1,17 +1,18 @@
 """Enriched events as Arrow IPC stream messages, built column by column.
 
-The sink inserts Arrow at about twice the rows per CPU-second of NDJSON (bench/store_bench.py):
-ClickHouse takes whole typed columns instead of parsing text. Building them must cost the
-worker no more than `orjson.dumps` per row, so there is no Python call per value: the rows
-are transposed once (one `itemgetter` call per row), then each column is one `pa.array`
-call with its known type. LowCardinality columns go as dictionaries, times as epoch-ms
-timestamps, revenue as integers scaled by 10^4 viewed as decimal128(18, 4), props as a map
-built from flat key and value lists.
+The sink inserts Arrow at about 1.7-2.5 times the rows per CPU-second of NDJSON
+(bench/store_bench.py): ClickHouse takes whole typed columns instead of parsing text. The
+worker pays for it: there is no Python call per value, but pyarrow converts every value
+(~40-80 ns each, 41 per row), where orjson writes a whole row in ~1.5 µs; bench/README.md
+has the figures. The rows are transposed once (one `itemgetter` call per row), the plain
+text columns are one `pa.array` call, every other column one call with its known type:
+LowCardinality columns as dictionaries, times as epoch-ms timestamps, revenue as integers
+scaled by 10^4 viewed as decimal128(18, 4), props as a map from flat key and value lists.
 
-Values are what the NDJSON rows would make of them in ClickHouse: a row without a column,
-or with None in it, gets the value the JSON insert gives a missing field (the column's
+Values are what the NDJSON rows make of them in ClickHouse: a row without a column, or
+with None in it, gets the value the JSON insert gives a missing field (the column's
 default), and revenue digits past the fourth decimal are cut as ClickHouse's parser cuts
-them (toward zero).
+them (toward zero). tests/integration/test_events_formats.py holds both to the same rows.
 """
 
 from __future__ import annotations
@@ -151,13 +152,20 @@ def ipc_message(batch: pa.RecordBatch) -> bytes:
 
 
 def messages(ctxs: Sequence[Ctx], max_bytes: int = MAX_MESSAGE_BYTES) -> Iterator[bytes]:
-    """The events as IPC messages of at most max_bytes (a single larger row alone). Each
-    message is built from its own rows, so its dictionaries hold only its values."""
-    data = ipc_message(record_batch(ctxs))
-    if len(data) <= max_bytes or len(ctxs) < 2:
+    """The events as IPC messages of at most max_bytes (a single larger row alone). The
+    columns are built once; a message is a slice of them (with whole dictionaries)."""
+    batch = record_batch(ctxs)
+    pieces = batch.nbytes // max_bytes + 1  # Arrow's size: a little under the message's
+    step = -(-batch.num_rows // pieces) if batch.num_rows else 1
+    for start in range(0, max(batch.num_rows, 1), step):
+        yield from _fitted(batch.slice(start, step), max_bytes)
+
+
+def _fitted(batch: pa.RecordBatch, max_bytes: int) -> Iterator[bytes]:
+    data = ipc_message(batch)
+    if len(data) <= max_bytes or batch.num_rows < 2:
         yield data
         return
-    pieces = min(len(ctxs), -(-len(data) // max_bytes) + 1)
-    step = -(-len(ctxs) // pieces)
-    for i in range(0, len(ctxs), step):
-        yield from messages(ctxs[i:i + step], max_bytes)
+    half = batch.num_rows // 2
+    yield from _fitted(batch.slice(0, half), max_bytes)
+    yield from _fitted(batch.slice(half), max_bytes)
