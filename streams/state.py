@@ -20,22 +20,24 @@ from streams.batch_send import BatchSender
 from streams.stores import table_options
 
 
-def put_in_partition(store: Any, key: bytes, value: bytes, partition: int) -> None:
+def put_in_partition(store: Any, key: bytes, value: bytes, partition: int) -> bytes:
     """store[key] = value, in `partition`'s part of the store. The memory store is one dict;
     the RocksDB store keeps one database per partition and picks it from the current event,
     which a batch does not have, so we give it the partition (faust's own _set does the same
-    two steps: the key index, then a put into that partition's database)."""
+    two steps: the key index, then a put into that partition's database). Returns the value
+    as stored."""
     db_for = getattr(store, "_db_for_partition", None)
     if db_for is None:
         # a copy of exactly its size: orjson's bytes keep an 8 kB buffer, ~10x a state
-        store[key] = bytes(memoryview(value))
+        stored = store[key] = bytes(memoryview(value))
         # what the memory store learns of keys restored from the changelog: it drops
         # revoked partitions' keys by it, and the state sweep finds a key's partition
         store._key_partition[key] = partition
-        return
+        return stored
     encoded = store._encode_key(key)
     store._key_index[encoded] = partition
     db_for(partition).put(encoded, store._encode_value(value))
+    return value
 
 
 def delete_in_partition(store: Any, key: bytes, partition: int) -> None:
@@ -106,21 +108,112 @@ class PartitionWalk:
         return [(store._decode_key(k), store._decode_value(v)) for k, v in chunk]
 
 
+class StateCache:
+    """Decoded states next to the store, so that a visitor seen again soon is not decoded
+    again (on a busy site nearly every event of a batch is a different visitor's, and the
+    decoding and the freeing of the decoded objects were most of a state read).
+
+    An entry is (the stored bytes it decodes, the state, its partition). It is only used
+    while the store still holds those very bytes (the same object in the memory store, equal
+    bytes in RocksDB), so a write from anywhere else (changelog recovery, a rebalance, the
+    sweep) makes it unusable instead of wrong. A state taken is lent, out of the cache: its
+    reader mutates it, and only `keep` (after the new bytes are stored) brings it back, so a
+    batch that fails before its commit leaves nothing changed behind. Least recently kept
+    entries go first beyond `size`."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: dict[bytes, tuple[bytes, dict[str, Any], int]] = {}
+        self._lent: set[bytes] = set()
+        self.hits = self.misses = 0
+
+    def take(self, key: bytes, raw: bytes) -> dict[str, Any]:
+        """The state `raw` (the store's value of `key`) decodes to, lent to the caller."""
+        entry = self._entries.pop(key, None)
+        if len(self._lent) > 2 * self.size + 10_000:  # batches that failed before a commit
+            self._lent.clear()
+        if self.size:
+            self._lent.add(key)
+        if entry is not None and (entry[0] is raw or entry[0] == raw):
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        return orjson.loads(raw)  # type: ignore[no-any-return]
+
+    def lend_new(self, key: bytes) -> None:
+        """A state the reader builds itself (the key had none) may be kept too."""
+        self._entries.pop(key, None)
+        if self.size:
+            self._lent.add(key)
+
+    def keep(self, key: bytes, raw: bytes | None, state: dict[str, Any] | None,
+             partition: int) -> None:
+        """`key` was written as `raw` (None: deleted); cache `state` if it was lent."""
+        entries = self._entries
+        entries.pop(key, None)
+        if raw is None or state is None or key not in self._lent:
+            return
+        self._lent.discard(key)
+        entries[key] = (raw, state, partition)
+        if len(entries) > self.size:
+            del entries[next(iter(entries))]
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget the entries of these partitions (revoked or newly assigned)."""
+        self._entries = {k: e for k, e in self._entries.items() if e[2] not in partitions}
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._lent.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+#: decoded visitor states kept per worker (see StateCache); a state is ~1-4 kB as objects
+STATE_CACHE_SIZE = 20_000
+
+
 class VisitorStateTable:
     """Visitor key (site|visitor) -> JSON state (see streams/sessionize.py)."""
 
     def __init__(self, app: faust.App, name: str, partitions: int,
-                 sender: BatchSender | None = None) -> None:
+                 sender: BatchSender | None = None, cache_size: int = STATE_CACHE_SIZE
+                 ) -> None:
         self.table = app.Table(name, default=None, key_type=bytes,
                                value_type=bytes, partitions=partitions,
                                options=table_options(),
                                help="Per-visitor state: sessions, recent event ids, counts.")
         self.sender = sender or BatchSender(app)
+        self.cache = StateCache(cache_size)
+        self._forget_on_rebalance()
+
+    def _forget_on_rebalance(self) -> None:
+        """Drop cached states of partitions that move, and all of them after a recovery
+        (the bytes check already refuses stale entries: this frees their memory)."""
+        table, cache = self.table, self.cache
+        rebalance, recovered = table.on_rebalance, table.on_recovery_completed
+
+        async def on_rebalance(assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
+                               generation_id: int = 0) -> None:
+            cache.drop_partitions({tp.partition for tp in (*revoked, *newly_assigned)})
+            await rebalance(assigned, revoked, newly_assigned, generation_id)
+
+        async def on_recovery_completed(active: set[TP], standby: set[TP]) -> None:
+            cache.clear()
+            await recovered(active, standby)
+
+        table.on_rebalance = on_rebalance
+        table.on_recovery_completed = on_recovery_completed
 
     def get(self, key: bytes, partition: int | None = None) -> dict[str, Any] | None:
-        """The state of `key`; pass the partition its events came from when known."""
+        """The state of `key`; pass the partition its events came from when known. The
+        state is the caller's to change and to write back with `put_many` (see StateCache)."""
         raw = get_in_partition(self.table.data, key, partition)
-        return orjson.loads(raw) if raw else None
+        if not raw:
+            self.cache.lend_new(key)
+            return None
+        return self.cache.take(key, raw)
 
     async def put_many(self, items: Iterable[tuple[bytes, int, dict[str, Any] | None]]
                        ) -> int:
@@ -131,14 +224,16 @@ class VisitorStateTable:
         Kafka before the input is marked done."""
         topic = self.table.changelog_topic.get_topic_name()
         store = self.table.data
+        keep = self.cache.keep
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, partition, state in items:
             if state is None:
                 delete_in_partition(store, key, partition)
                 value = None
+                keep(key, None, None, partition)
             else:
                 value = orjson.dumps(state)
-                put_in_partition(store, key, value, partition)
+                keep(key, put_in_partition(store, key, value, partition), state, partition)
             by_partition.setdefault(partition, []).append((key, value))
         persisted = remember_persisted(store)
         for partition, records in by_partition.items():
