@@ -233,6 +233,7 @@ def main() -> None:
                     "here), http-batched or kafka (raw records as a collector writes them)")
     ap.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--no-favour", action="store_true",
                     help="do not give the stack CPU priority over other work")
     ap.add_argument("--throughput-targets", default=",".join(TARGETS),
@@ -253,8 +254,8 @@ def main() -> None:
         lats = []
         # every phase its own seed: the same seed repeats event ids, which the worker
         # (rightly) drops as duplicates
-        phases = [(t, float(r)) for t in args.latency_targets.split(",")
-                  for r in args.rates.split(",")]
+        phases = [] if args.skip_latency else [
+            (t, float(r)) for t in args.latency_targets.split(",") for r in args.rates.split(",")]
         for i, (target, rate) in enumerate(phases):
             print(f"latency at {rate:,.0f} events/s for {args.seconds:.0f} s ({target}) ...",
                   flush=True)
