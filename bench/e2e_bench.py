@@ -168,20 +168,20 @@ TARGETS = {  # name -> loadgen arguments (besides the address)
 
 
 def throughput_phase(stack: Stack, work: Path, target: str, seconds: float,
-                     seed: int, rate: float = 0.0, prepare: bool = False) -> dict[str, Any]:
-    """Loadgen at `rate` (0: as fast as it goes) for `seconds`. `prepare`: the loadgen makes
-    all its journeys first (about rate x seconds events; not timed), so that during the
-    phase it only sends: inventing realistic visitors costs it ~50 us of CPU per event,
-    which on a 2-core machine would otherwise be taken from the pipeline."""
+                     seed: int, offered: float = 0.0, prepare: bool = False) -> dict[str, Any]:
+    """Loadgen at `offered` events/s (0: as fast as it goes) for `seconds`. `prepare`: the
+    loadgen makes all its journeys first (about offered x seconds events; not timed), so that
+    during the phase it only sends: inventing realistic visitors costs it ~50 us of CPU per
+    event, which on a 2-core machine would otherwise be taken from the pipeline."""
     truth = work / f"throughput-{target}"
     args = ["--bootstrap", stack.bootstrap] if target == "kafka" else [
         "--url", stack.collector_url]
     args += TARGETS[target]
-    how = ["--prepare", "--events", str(int((rate or 15_000) * seconds))] if prepare \
+    how = ["--prepare", "--events", str(int((offered or 15_000) * seconds))] if prepare \
         else ["--duration", str(seconds)]
     base = stored(stack)
     procs = pids(stack)
-    proc = loadgen(stack, truth, *args, "--rate", str(rate), *how,
+    proc = loadgen(stack, truth, *args, "--rate", str(offered), *how,
                    "--seed", str(seed), "--concurrency", "128")
     procs["loadgen"] = proc.pid
     events_file = truth / "events.jsonl"
@@ -211,7 +211,7 @@ def throughput_phase(stack: Stack, work: Path, target: str, seconds: float,
     lags = [s - n for _, s, n in series]
     mid = lags[len(lags) // 2] if lags else 0
     return {
-        "target": target, "offered_rate": rate or "as fast as possible",
+        "target": target, "offered_rate": offered or "as fast as possible",
         "prepared": prepare, "seconds": round(wall, 1), "events_sent": len(events),
         "send_rate": round(len(events) / wall), "stored_rate_second_half": round(rate),
         "lag_mid": mid, "lag_end": lags[-1] if lags else 0,
@@ -273,7 +273,7 @@ def main() -> None:
                 print(f"throughput, {target}, {offered}"
                       f"{', journeys made first' if args.prepare else ''} ...", flush=True)
                 r = throughput_phase(stack, work, target, args.seconds, seed=41 + i,
-                                     rate=args.throughput_rate, prepare=args.prepare)
+                                     offered=args.throughput_rate, prepare=args.prepare)
                 drain(stack)
                 runs.append(r)
                 print(f"  sent {r['events_sent']:,} ({r['send_rate']:,}/s); stored "
