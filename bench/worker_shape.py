@@ -131,6 +131,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                   worker_traffic_windows=not args.no_traffic)
         app = worker.create_app(settings)
         app.producer = DropProducer(settings.topic_partitions)  # type: ignore[assignment]
+        if not args.default_gc:  # as `python -m streams` sets it up (streams/__main__.py)
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, 50, 1_000)
         agent = next(a for a in app.agents.values() if a.name.endswith("enrich"))
         pipeline = app.clickstream_pipeline
         if args.state_cache is not None:
@@ -177,6 +181,8 @@ def main() -> None:
     ap.add_argument("--store", default="memory://", help="memory:// or rocksdb://")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-traffic", action="store_true", help="without traffic windows")
+    ap.add_argument("--default-gc", action="store_true",
+                    help="keep Python's GC settings (the worker freezes and tunes them)")
     ap.add_argument("--state-cache", type=int, default=None,
                     help="decoded visitor states kept (default: the worker's; 0: none)")
     ap.add_argument("--name", default="", help="result name suffix")

@@ -89,20 +89,17 @@ def _new_session(visitor_key: str, hit: Hit, rules: SessionRules) -> dict[str, A
     }
 
 
-def _covers(sess: dict[str, Any], ts: int, timeout: int) -> bool:
-    return sess["start"] - timeout <= ts <= sess["last"] + timeout
-
-
 def assign(sessions: list[dict[str, Any]], visitor_key: str, hit: Hit,
            rules: SessionRules) -> tuple[dict[str, Any], int]:
     """Put `hit` into a session of `sessions` (mutated, oldest first); return the session
     and the hit's sequence number in it (1-based)."""
     target = None
-    for sess in reversed(sessions):
-        if _covers(sess, hit.ts_ms, rules.timeout_ms):
+    ts, timeout = hit.ts_ms, rules.timeout_ms
+    for sess in reversed(sessions):  # the newest session whose span +- timeout covers it
+        if sess["start"] - timeout <= ts <= sess["last"] + timeout:
             target = sess
             break
-    if target is not None and hit.ts_ms >= target["last"] and _splits(target, hit, rules):
+    if target is not None and ts >= target["last"] and _splits(target, hit, rules):
         target = None
     if target is None:
         target = _new_session(visitor_key, hit, rules)
