@@ -36,6 +36,7 @@ def put_in_partition(store: Any, key: bytes, value: bytes, partition: int) -> by
         return stored
     encoded = store._encode_key(key)
     store._key_index[encoded] = partition
+    value = bytes(memoryview(value))  # exact size, as above (the caller may keep it)
     db_for(partition).put(encoded, store._encode_value(value))
     return value
 
@@ -232,8 +233,11 @@ class VisitorStateTable:
                 value = None
                 keep(key, None, None, partition)
             else:
-                value = orjson.dumps(state)
-                keep(key, put_in_partition(store, key, value, partition), state, partition)
+                # what the store keeps goes out too: orjson's own output (a buffer of
+                # several kB) is freed at once and reused, instead of a thousand of them
+                # held until the send (fresh memory for each: twice the encoding's cost)
+                value = put_in_partition(store, key, orjson.dumps(state), partition)
+                keep(key, value, state, partition)
             by_partition.setdefault(partition, []).append((key, value))
         persisted = remember_persisted(store)
         for partition, records in by_partition.items():

@@ -124,8 +124,8 @@ class TrafficStateTable:
             raw = None if value is None else orjson.dumps(value)
             if raw is None:
                 delete_in_partition(self.table.data, key, p)
-            else:
-                put_in_partition(self.table.data, key, raw, p)
+            else:  # (the stored copy is sent: orjson's larger buffer is freed at once)
+                raw = put_in_partition(self.table.data, key, raw, p)
             fut = await send(topic, key, raw, p, None, None)
             fut.add_done_callback(persisted)
             futures.append(fut)
