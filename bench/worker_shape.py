@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import functools
 import gc
+import os
 import random
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from bench.common import write_result
+from bench.soak_bench import rss_mb
 from bench.traffic_bench import BROWSER, PATHS, PER_REQUEST, QUERIES, SITE
 from bench.worker_memory import START_MS, DropProducer, _Event
 from clickstream.settings import WorkerSettings
@@ -151,6 +153,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                              args.warmup + args.events, args.batch, on_batch)
         await agent.fun(stream)
         cpu = time.process_time() - mark["cpu"]
+        rss = rss_mb(os.getpid())
         events = stream.done - mark["done"]
     finally:
         gc.callbacks.remove(gc_timer)
@@ -166,7 +169,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "state_cache": None if cache is None else {"hits": cache.hits,
                                                        "misses": cache.misses},
             "store": args.store, "traffic_windows": not args.no_traffic,
-            "us_per_event": round(cpu * 1e6 / events, 2),
+            "us_per_event": round(cpu * 1e6 / events, 2), "rss_mb": rss,
             "steps_us": us(pipeline.seconds, mark["steps"]),
             "parts_us": us(seconds, mark["parts"])}
 
@@ -189,7 +192,8 @@ def main() -> None:
     args = ap.parse_args()
     result = asyncio.run(run(args))
     print(f"{result['us_per_event']:.1f} us/event over {result['events']:,} events "
-          f"({args.visitors:,} visitors, batches of {args.batch:,})")
+          f"({args.visitors:,} visitors, batches of {args.batch:,}), RSS {result['rss_mb']} MB, "
+          f"state cache {result['state_cache']}")
     for k, v in {**result["steps_us"], **result["parts_us"]}.items():
         print(f"  {k:28s} {v:7.2f} us/event")
     print(f"wrote {write_result('worker_shape' + (f'_{args.name}' if args.name else ''), result)}")

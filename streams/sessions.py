@@ -142,8 +142,10 @@ def _prune(sessions: list[dict[str, Any]], rules: SessionRules) -> None:
     """Keep sessions a late event could still join, and at most max_sessions."""
     if len(sessions) == 1:  # the usual case: a lone session is always kept
         return
-    newest = max(s["last"] for s in sessions)
-    horizon = newest - rules.lateness_ms - rules.timeout_ms
+    lasts = [s["last"] for s in sessions]
+    horizon = max(lasts) - rules.lateness_ms - rules.timeout_ms
+    if min(lasts) >= horizon and len(sessions) <= rules.max_sessions:
+        return  # nothing to drop (the common case of several sessions)
     keep = [s for s in sessions if s["last"] >= horizon] or sessions[-1:]
     del keep[:-rules.max_sessions]
     sessions[:] = keep

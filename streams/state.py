@@ -171,8 +171,10 @@ class StateCache:
         return len(self._entries)
 
 
-#: decoded visitor states kept per worker (see StateCache); a state is ~1-4 kB as objects
-STATE_CACHE_SIZE = 20_000
+#: decoded visitor states kept per worker (see StateCache): a state is ~3 kB as objects
+#: with one session (~15 kB with eight), so ~30 MB (at most ~150 MB); a busy site's
+#: visitors of the last minutes fit, and each one's next event skips the decoding
+STATE_CACHE_SIZE = 10_000
 
 
 class VisitorStateTable:
