@@ -51,7 +51,7 @@ def broker_url(settings: WorkerSettings) -> str:
     if not settings.kafka_bootstrap:
         raise SystemExit("CLICKSTREAM_KAFKA_BOOTSTRAP is not set: start the stack with "
                          "`clickstream up`, or point it at your Kafka brokers")
-    scheme = "tansu" if settings.embedded_broker else "kafka"
+    scheme = "tansu" if settings.embedded_broker else "clickstream+kafka"  # streams/kafka_compat
     return ";".join(f"{scheme}://{h.strip()}" for h in settings.kafka_bootstrap.split(","))
 
 

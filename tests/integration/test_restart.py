@@ -1,5 +1,5 @@
-"""Stop the worker and the sink mid-stream (gracefully, then with kill -9) and start them
-again: every accepted event is in ClickHouse exactly once."""
+"""Add a second worker, stop a worker and the sink mid-stream (gracefully, then with kill -9)
+and start them again: every accepted event is in ClickHouse exactly once."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def test_worker_and_sink_restarts_lose_and_double_nothing(
     sender = Sender(stack.collector_url)
     sender.start()
     try:
+        time.sleep(3)
+        # a second worker joins seconds after the first: records the first had fetched are
+        # dropped at the rebalance and must be read again, also where nothing was committed
+        stack.add_worker()
         time.sleep(3)
         for name in ("worker", "sink"):          # graceful stop, a pause, start again
             stack.services[name].stop()
