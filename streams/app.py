@@ -82,6 +82,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         datadir=str(datadir),
         producer_linger_ms=5,
         producer_max_batch_size=512 * 1024,  # streams/batch_send.py fills whole batches
+        producer_compression_type=settings.kafka_compression_type,
         stream_buffer_maxsize=max(4096, settings.worker_batch_size * 2),
         **extra,
     )

@@ -47,21 +47,7 @@ class KafkaSink:
         self._hash_cache: dict[bytes, int] = {}
 
     async def start(self) -> None:
-        settings = self.settings
-        # Big batches: fewer round trips per partition. Kafka's default broker limit
-        # (message.max.bytes) is 1,048,588; one record (a body plus headers) must always fit.
-        batch_size = max(1_000_000, 2 * settings.collector_max_body_bytes + 64 * 1024)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            linger_ms=2,
-            max_batch_size=batch_size,
-            max_request_size=max(1024 * 1024, batch_size + 64 * 1024),
-            request_timeout_ms=10_000,
-            retry_backoff_ms=200,
-            # Idempotence needs InitProducerId, which the embedded broker rejects.
-            enable_idempotence=not settings.embedded_broker,
-        )
+        producer = self.new_producer()
         try:
             await producer.start()
         except BaseException:
@@ -69,6 +55,24 @@ class KafkaSink:
                 await producer.stop()
             raise
         self._producer = producer
+
+    def new_producer(self) -> AIOKafkaProducer:
+        settings = self.settings
+        # Big batches: fewer round trips per partition. Kafka's default broker limit
+        # (message.max.bytes) is 1,048,588; one record (a body plus headers) must always fit.
+        batch_size = max(1_000_000, 2 * settings.collector_max_body_bytes + 64 * 1024)
+        return AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=batch_size,
+            max_request_size=max(1024 * 1024, batch_size + 64 * 1024),
+            request_timeout_ms=10_000,
+            retry_backoff_ms=200,
+            compression_type=settings.kafka_compression_type,
+            # Idempotence needs InitProducerId, which the embedded broker rejects.
+            enable_idempotence=not settings.embedded_broker,
+        )
 
     @property
     def producer(self) -> AIOKafkaProducer:
