@@ -60,7 +60,13 @@ class TrueEndOffsets:
         async with self._lock:
             consumer = await self._ensure()
             tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in todo}
-            consumer.assign(list(tps.values()))
+            wanted = set(tps.values())
+            assigned = consumer.assignment()
+            if not wanted <= assigned:  # grow only: each assign() logs the whole set at INFO
+                assigned = assigned | wanted
+                consumer.assign(list(assigned))
+                consumer.pause(*assigned)
+            consumer.resume(*wanted)
             for tp, end in todo.items():
                 consumer.seek(tps[tp], end - 1)
             last: dict[TopicPartition, int] = {}
@@ -75,7 +81,7 @@ class TrueEndOffsets:
                 for ktp, records in batch.items():
                     if records:
                         last[ktp] = max(last.get(ktp, -1), records[-1].offset)
-            consumer.pause(*tps.values())
+            consumer.pause(*wanted)
         for tp, end in todo.items():
             seen = last.get(tps[tp], end - 1)
             result[tp] = max(end, seen + 1)

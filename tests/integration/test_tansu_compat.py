@@ -40,16 +40,23 @@ async def _naive_and_true_ends(bootstrap: str, topic: str) -> tuple[dict, dict]:
     return naive, true
 
 
+async def _topic_and_producer(bootstrap: str, topic: str, partitions: int
+                              ) -> AIOKafkaProducer:
+    """Create `topic`; a started producer that batches (linger 50 ms)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, partitions, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
+    await producer.start()
+    return producer
+
+
 def test_broker_bug_is_present_and_corrected(broker: EmbeddedBroker) -> None:
     topic = f"compat-{uuid.uuid4().hex[:8]}"
 
     async def run() -> tuple[dict, dict]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        await admin.start()
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-        await admin.close()
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=50)
-        await producer.start()
+        producer = await _topic_and_producer(broker.bootstrap, topic, 1)
         for rounds in (10, 7):  # two multi-record batches: offsets 0-9 and 10-16
             futures = [await producer.send(topic, b"x") for _ in range(rounds)]
             await asyncio.gather(*futures)
@@ -62,6 +69,43 @@ def test_broker_bug_is_present_and_corrected(broker: EmbeddedBroker) -> None:
     # Tansu 0.6.0 says 11 (first offset of the last batch + 1). If this starts failing,
     # the broker was fixed and the compatibility layer may be retired.
     assert naive[tp] == 11
+
+
+def test_true_ends_stay_right_when_asked_again(broker: EmbeddedBroker,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The sink's lag report asks every 5 s: the same answer as a fresh reader's each time,
+    for partitions that grow, whose records arrive meanwhile and that join later, without
+    assigning its consumer again (aiokafka logs every assignment at INFO)."""
+    topic = f"compat-{uuid.uuid4().hex[:8]}"
+
+    async def run() -> list[tuple[dict, dict]]:
+        producer = await _topic_and_producer(broker.bootstrap, topic, 2)
+        ends = TrueEndOffsets(broker.bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+        await consumer.start()
+        answers = []
+        try:
+            await consumer._client.force_metadata_update()
+            tps = [TopicPartition(topic, p) for p in (0, 1)]
+            for rounds in ((5, 0), (3, 0), (4, 6), (0, 0), (2, 9)):
+                for p, n in enumerate(rounds):
+                    futures = [await producer.send(topic, b"x", partition=p) for _ in range(n)]
+                    await asyncio.gather(*futures)
+                reported = await consumer.end_offsets(tps)
+                answers.append((dict(reported), await ends.correct(reported)))
+        finally:
+            await ends.close()
+            await consumer.stop()
+            await producer.stop()
+        return answers
+
+    with caplog.at_level("INFO", logger="aiokafka.consumer.subscription_state"):
+        answers = asyncio.run(run())
+    totals = [(5, 0), (8, 0), (12, 6), (12, 6), (14, 15)]
+    for (reported, true), (n0, n1) in zip(answers, totals, strict=True):
+        assert [true[TopicPartition(topic, p)] for p in (0, 1)] == [n0, n1], reported
+    assigned = [r for r in caplog.records if "Updating subscribed topics" in r.getMessage()]
+    assert len(assigned) == 2  # partition 0 first, then both when partition 1 got records
 
 
 def _envelopes(visitors: int, per_visitor: int) -> list[tuple[bytes, bytes]]:
