@@ -226,6 +226,11 @@ class WorkerSettings(CommonSettings):
         "an empty fetch after about half of it, even when records arrive meanwhile): shorter "
         "means fresher live numbers, longer fewer idle requests. Faust's own is 1,500 ms.",
     )
+    worker_state_cache: int = Field(
+        default=10_000, ge=0, le=10_000_000,
+        description="Decoded visitor states kept in memory, so a visitor seen again soon is "
+        "not decoded again (~3 kB each with one session: ~30 MB by default). 0: off.",
+    )
     worker_traffic_windows: bool = Field(
         default=True,
         description="Keep the real-time traffic windows (traffic_1m and the live view) in "

@@ -112,7 +112,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
     sessions_topic = app.topic(settings.topic("sessions"), key_serializer="raw",
                                value_serializer="raw")
     sender = BatchSender(app)
-    visitors = VisitorStateTable(app, "visitor-state", settings.topic_partitions, sender)
+    visitors = VisitorStateTable(app, "visitor-state", settings.topic_partitions, sender,
+                                 cache_size=settings.worker_state_cache)
     attributor = Attributor(
         lookback_ms=settings.attribution_lookback_days * 86_400_000,
         half_life_ms=int(settings.attribution_half_life_days * 86_400_000),

@@ -174,6 +174,7 @@ class StateCache:
 #: decoded visitor states kept per worker (see StateCache): a state is ~3 kB as objects
 #: with one session (~15 kB with eight), so ~30 MB (at most ~150 MB); a busy site's
 #: visitors of the last minutes fit, and each one's next event skips the decoding
+#: (the worker's own size is CLICKSTREAM_WORKER_STATE_CACHE)
 STATE_CACHE_SIZE = 10_000
 
 

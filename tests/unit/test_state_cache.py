@@ -166,3 +166,18 @@ def test_outputs_are_identical_with_and_without_the_cache(tmp_path_factory: Any,
     plain = _outputs(tmp_path_factory.mktemp("plain"), 0, plan)
     cached = _outputs(tmp_path_factory.mktemp("cached"), 2, plan)
     assert orjson.dumps(cached) == orjson.dumps(plain)
+
+
+@pytest.mark.parametrize("size", [0, 123])
+def test_the_worker_takes_its_size_from_the_settings(tmp_path: Any, size: int) -> None:
+    from clickstream.settings import WorkerSettings
+    from streams.app import create_app
+
+    app = create_app(WorkerSettings(kafka_bootstrap="127.0.0.1:9", home=tmp_path,
+                                    worker_state_cache=size))
+    table = app.clickstream_sweep.table  # type: ignore[attr-defined]
+    assert table.cache.size == size
+    raw = orjson.dumps({"n": 1})
+    table.cache.take(b"s|v", raw)
+    table.cache.keep(b"s|v", raw, {"n": 1}, 0)
+    assert len(table.cache) == min(size, 1)
