@@ -136,6 +136,9 @@ def add_live_routes(app: web.Application, store: Store, database: str,
     only writer): an answer is then reused until it changes or the minute turns, so any
     number of dashboards polling costs the store one computation per traffic flush."""
     answers: dict[str, tuple[Hashable, int, dict[str, Any]]] = {}
+    # computations under way, by (site, version, minute): a poll that arrives meanwhile
+    # waits for the same answer instead of queueing its own queries behind the store's lock
+    running: dict[tuple[str, Hashable, int], asyncio.Future[dict[str, Any]]] = {}
 
     async def live(request: web.Request) -> web.Response:
         site_id = request.match_info["site_id"]
@@ -147,8 +150,16 @@ def add_live_routes(app: web.Application, store: Store, database: str,
         kept = answers.get(site_id)
         if kept and version and kept[0] == seen and kept[1] == minute:
             return web.json_response(kept[2], headers={"Cache-Control": "no-store"})
+        key = (site_id, seen, minute)
+        computing = running.get(key) if version else None
+        if computing is None:
+            computing = asyncio.ensure_future(
+                asyncio.to_thread(live_stats, store, database, site_id, now_ms))
+            if version:
+                running[key] = computing
+                computing.add_done_callback(lambda _f: running.pop(key, None))
         try:
-            doc = await asyncio.to_thread(live_stats, store, database, site_id, now_ms)
+            doc = await asyncio.shield(computing)  # a poll that goes away leaves it running
         except StoreError as exc:
             return web.json_response({"error": str(exc)[:500]}, status=503)
         if version:

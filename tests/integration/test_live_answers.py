@@ -24,12 +24,14 @@ SITE = "live.example"
 
 
 class Counting(ChdbStore):
-    """The real store, counting the queries it answers."""
+    """The real store, counting the queries it answers (each `delay` seconds slower)."""
 
     queries = 0
+    delay = 0.0
 
     def query_rows(self, sql: str) -> tuple[list[str], list[list[Any]]]:
         self.queries += 1
+        time.sleep(self.delay)
         return super().query_rows(sql)
 
 
@@ -74,6 +76,41 @@ def test_answers_are_reused_until_the_version_changes(tmp_path: Path) -> None:
             assert store.queries > asked
             asked = store.queries
             assert await pageviews(uncached) == 5 and store.queries > asked  # no version
+
+    try:
+        asyncio.run(go())
+    finally:
+        store.close()
+
+
+def test_polls_meanwhile_share_the_computation(tmp_path: Path) -> None:
+    """Five dashboards poll while an answer is being computed: the store answers one set of
+    queries, and every poll gets the new numbers."""
+    store = Counting(tmp_path / "chdb")
+    migrate(store, DB)
+    version = [0]
+
+    async def go() -> None:
+        app = web.Application()
+        add_live_routes(app, store, DB, lambda: version[0])
+        async with TestClient(TestServer(app)) as client:
+            async def pageviews() -> int:
+                resp = await client.get(f"/v1/stats/{SITE}/live")
+                assert resp.status == 200
+                return sum(m["pageviews"] for m in (await resp.json())["pageviews_per_minute"])
+
+            JsonBatch([traffic_row(4, 1)]).insert(store, f"{DB}.traffic_in", None)
+            before = store.queries
+            assert await pageviews() == 4
+            one = store.queries - before  # the queries of one answer
+            JsonBatch([traffic_row(9, 2)]).insert(store, f"{DB}.traffic_in", None)
+            version[0] += 1
+            store.delay = 0.1
+            assert await asyncio.gather(*(pageviews() for _ in range(5))) == [9] * 5
+            assert store.queries == before + 2 * one
+            version[0] += 1  # done computations are not kept: a new version asks again
+            store.delay = 0.0
+            assert await pageviews() == 9 and store.queries == before + 3 * one
 
     try:
         asyncio.run(go())
