@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -44,25 +46,32 @@ def traffic_row(pageviews: int, version: int) -> bytes:
                          "visitors": [7, 8], "version": version, "hashes_only": 0})
 
 
-def test_answers_are_reused_until_the_version_changes(tmp_path: Path) -> None:
-    store = Counting(tmp_path / "chdb")
-    migrate(store, DB)
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Counting]:
+    s = Counting(tmp_path / "chdb")
+    migrate(s, DB)
+    yield s
+    s.close()
+
+
+def live_app(store: Counting, version: list[int] | None) -> web.Application:
+    app = web.Application()
+    add_live_routes(app, store, DB, (lambda: version[0]) if version is not None else None)
+    return app
+
+
+async def pageviews(client: TestClient) -> int:
+    resp = await client.get(f"/v1/stats/{SITE}/live")
+    assert resp.status == 200
+    return sum(m["pageviews"] for m in (await resp.json())["pageviews_per_minute"])
+
+
+def test_answers_are_reused_until_the_version_changes(store: Counting) -> None:
     version = [0]
 
     async def go() -> None:
-        app = web.Application()
-        add_live_routes(app, store, DB, lambda: version[0])
-        plain = web.Application()
-        add_live_routes(plain, store, DB)
-        async with TestClient(TestServer(app)) as client, \
-                TestClient(TestServer(plain)) as uncached:
-
-            async def pageviews(c: TestClient) -> int:
-                resp = await c.get(f"/v1/stats/{SITE}/live")
-                assert resp.status == 200
-                doc = await resp.json()
-                return sum(m["pageviews"] for m in doc["pageviews_per_minute"])
-
+        async with TestClient(TestServer(live_app(store, version))) as client, \
+                TestClient(TestServer(live_app(store, None))) as uncached:
             JsonBatch([traffic_row(3, 1)]).insert(store, f"{DB}.traffic_in", None)
             assert await pageviews(client) == 3
             asked = store.queries
@@ -77,42 +86,27 @@ def test_answers_are_reused_until_the_version_changes(tmp_path: Path) -> None:
             asked = store.queries
             assert await pageviews(uncached) == 5 and store.queries > asked  # no version
 
-    try:
-        asyncio.run(go())
-    finally:
-        store.close()
+    asyncio.run(go())
 
 
-def test_polls_meanwhile_share_the_computation(tmp_path: Path) -> None:
+def test_polls_meanwhile_share_the_computation(store: Counting) -> None:
     """Five dashboards poll while an answer is being computed: the store answers one set of
     queries, and every poll gets the new numbers."""
-    store = Counting(tmp_path / "chdb")
-    migrate(store, DB)
     version = [0]
 
     async def go() -> None:
-        app = web.Application()
-        add_live_routes(app, store, DB, lambda: version[0])
-        async with TestClient(TestServer(app)) as client:
-            async def pageviews() -> int:
-                resp = await client.get(f"/v1/stats/{SITE}/live")
-                assert resp.status == 200
-                return sum(m["pageviews"] for m in (await resp.json())["pageviews_per_minute"])
-
+        async with TestClient(TestServer(live_app(store, version))) as client:
             JsonBatch([traffic_row(4, 1)]).insert(store, f"{DB}.traffic_in", None)
             before = store.queries
-            assert await pageviews() == 4
+            assert await pageviews(client) == 4
             one = store.queries - before  # the queries of one answer
             JsonBatch([traffic_row(9, 2)]).insert(store, f"{DB}.traffic_in", None)
             version[0] += 1
             store.delay = 0.1
-            assert await asyncio.gather(*(pageviews() for _ in range(5))) == [9] * 5
+            assert await asyncio.gather(*(pageviews(client) for _ in range(5))) == [9] * 5
             assert store.queries == before + 2 * one
             version[0] += 1  # done computations are not kept: a new version asks again
             store.delay = 0.0
-            assert await pageviews() == 9 and store.queries == before + 3 * one
+            assert await pageviews(client) == 9 and store.queries == before + 3 * one
 
-    try:
-        asyncio.run(go())
-    finally:
-        store.close()
+    asyncio.run(go())
