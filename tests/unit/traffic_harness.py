@@ -24,6 +24,7 @@ from streams.traffic.table import TrafficStateTable
 from streams.traffic.windows import DIMENSIONS, OTHER, WINDOW_MS
 
 T0 = 1_795_430_400_000  # a minute boundary
+MINUTE = "2026-11-23 10:40:00.000"  # its text
 COUNTERS = "t.traffic"  # counter rows and (hashes_only) visitor rows
 LATENESS_MS = 60_000
 MEASURES = ("events", "pageviews", "conversions", "revenue", "sessions", "bounces")
@@ -204,3 +205,20 @@ def expected_minutes(events: Sequence[Ctx], top_n: int) -> dict[tuple[Any, ...],
                 other[m] += per_value[k][m]
             other["visitors"] |= per_value[k]["visitors"]
     return out
+
+
+def totals(kafka: FakeKafka) -> dict[str, Any]:
+    """The stored counters of the whole site in MINUTE, partition 0."""
+    return Store.of(kafka).counters[(MINUTE, 0, "", "")][1]
+
+
+def run(*batches: list[Any], kafka: FakeKafka | None = None) -> FakeKafka:
+    """Batches through one worker (two by top-N) into `kafka` (a new one by default)."""
+    kafka = kafka or FakeKafka()
+
+    async def go() -> None:
+        w = worker(kafka)
+        for batch in batches:
+            await run_batch(w, kafka, batch)
+    asyncio.run(go())
+    return kafka
