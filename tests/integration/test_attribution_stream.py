@@ -133,8 +133,9 @@ def test_identify_stitches_devices_for_attribution(stack_factory: Callable[..., 
     phone, stranger = rows
     assert phone == ["phone", ["Email", "Organic Social"], "Email", "Organic Social"]
     assert stranger == ["stranger", ["Direct"], "Direct", "Direct"]
-    _, first = store.query_rows(
+    # attribution rows are another table's insert: they may land a flush after the conversion
+    first = wait_until(lambda: store.query_rows(
         f"SELECT campaign, revenue_credit FROM {db}.attribution FINAL WHERE model = "
         "'first_touch' AND conversion_id = (SELECT conversion_id FROM "
-        f"{db}.conversions FINAL WHERE visitor_id = 'phone')")
+        f"{db}.conversions FINAL WHERE visitor_id = 'phone')")[1], what="attribution rows")
     assert first == [["winter", 80]]
